@@ -1,0 +1,34 @@
+# `make test` and `make demo` work from a fresh clone: they build the venv and fetch Prometheus themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMETHEUS_DIR := .tools/prometheus
+export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
+
+.PHONY: test lint unit demo bench clean
+
+$(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[dev]'
+	touch $@
+
+$(PROMETHEUS_DIR)/usr/bin/prometheus:
+	scripts/install-prometheus.sh $(PROMETHEUS_DIR)
+
+lint: $(BIN)/slo-guard
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint $(PROMETHEUS_DIR)/usr/bin/prometheus
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
+	$(BIN)/python -m demo
+
+bench: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
+	$(BIN)/python benchmarks/scale.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

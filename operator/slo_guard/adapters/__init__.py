@@ -1,0 +1,1 @@
+"""Implementations of the service's ports over Prometheus and the Kubernetes API."""

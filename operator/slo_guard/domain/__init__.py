@@ -1,0 +1,1 @@
+"""Pure SLO math and policy: no I/O, no clients, no clocks."""
