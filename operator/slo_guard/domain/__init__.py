@@ -1,1 +1,10 @@
-"""Pure SLO math and policy: no I/O, no clients, no clocks."""
+"""Pure SLO math and policy: no I/O, no clients, no clocks.
+
+- `model`, `evaluation_types`: the shared domain types.
+- `durations`: Prometheus duration strings <-> whole seconds (`format_duration` gives the canonical keys).
+- `selectors`: parse user selectors and re-render them safely; no user text reaches PromQL unparsed.
+- `windows`: the SRE-workbook burn-rate tiers, scaled to any SLO window.
+- `promql`: the exact queries sent to Prometheus (pinned by tests/golden/).
+- `evaluation`: SLI, error budget, burn rates and the verdict, with missing data kept Unknown.
+- `policy`: the error-budget policy as a pure function of the evaluation and the target's state.
+"""

@@ -1,0 +1,238 @@
+"""The error-budget policy as a pure function: every case decided from the target's state plus the evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slo_guard.domain.evaluation_types import AlertStatus, Evaluation, State, UnknownReason
+from slo_guard.domain.model import Policy, PolicyAction, PolicyMode, PolicyTrigger, Severity, Target
+from slo_guard.domain.policy import (
+    HELD_LABEL,
+    ORIGINAL_REPLICAS,
+    PAUSED_AT,
+    PAUSED_BY,
+    SCALED_BY,
+    ActionKind,
+    Change,
+    TargetState,
+    WorkloadState,
+    decide,
+    parse_holders,
+    release,
+)
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+TARGET = Target("Deployment", "checkout")
+PAUSE = Policy(mode=PolicyMode.ENFORCE, action=PolicyAction.PAUSE, resume_above=0.05)
+SCALE = Policy(mode=PolicyMode.ENFORCE, action=PolicyAction.SCALE, scale_to=2, resume_above=0.05)
+PAGE_1H = AlertStatus(Severity.PAGE, 3600, 300, 14.4, firing=True)
+
+
+def evaluation(remaining: float, *, page_firing: bool = False) -> Evaluation:
+    if remaining <= 0:
+        state = State.EXHAUSTED
+    elif page_firing:
+        state = State.BURNING
+    else:
+        state = State.HEALTHY
+    alerts = (replace(PAGE_1H, firing=page_firing),)
+    return Evaluation(state, None, "test", NOW, sli=0.99, budget_remaining=remaining, alerts=alerts)
+
+
+UNKNOWN = Evaluation(State.UNKNOWN, UnknownReason.PROMETHEUS_UNAVAILABLE, "down", NOW)
+FRESH = WorkloadState(TARGET, exists=True, paused=False, replicas=5)
+
+
+def apply(workload: WorkloadState, change: Change | None) -> WorkloadState:
+    """What the API server would store after the change."""
+    if change is None:
+        return workload
+    annotations = {
+        PAUSED_BY: ",".join(sorted(workload.paused_by)) or None,
+        SCALED_BY: ",".join(sorted(workload.scaled_by)) or None,
+        ORIGINAL_REPLICAS: None if workload.original_replicas is None else str(workload.original_replicas),
+    }
+    annotations.update(change.annotations)
+    original = annotations.get(ORIGINAL_REPLICAS)
+    return replace(
+        workload,
+        paused=workload.paused if change.paused is None else change.paused,
+        replicas=workload.replicas if change.replicas is None else change.replicas,
+        paused_by=parse_holders(annotations.get(PAUSED_BY)),
+        scaled_by=parse_holders(annotations.get(SCALED_BY)),
+        original_replicas=None if original is None else int(original),
+    )
+
+
+def test_exhausted_budget_pauses_and_records_ownership() -> None:
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-0.2), workload=FRESH, now=NOW)
+    assert decision.state is TargetState.PAUSED
+    assert decision.change is not None
+    assert decision.change.action is ActionKind.PAUSE
+    assert decision.change.paused is True
+    assert decision.change.annotations[PAUSED_BY] == "slo-a"
+    assert decision.change.annotations[PAUSED_AT] == "2026-11-01T00:00:00Z"
+    assert decision.change.labels == {HELD_LABEL: "true"}
+
+
+def test_healthy_budget_leaves_untouched_target_alone() -> None:
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.5), workload=FRESH, now=NOW)
+    assert decision.state is TargetState.UNTOUCHED
+    assert decision.change is None
+
+
+def test_hysteresis_keeps_pause_until_budget_is_above_resume_threshold() -> None:
+    held = replace(FRESH, paused=True, paused_by=frozenset({"slo-a"}))
+    for remaining in (0.0, 0.01, 0.05):
+        decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=held, now=NOW)
+        assert decision.change is None, remaining
+        assert decision.state is TargetState.PAUSED
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.051), workload=held, now=NOW)
+    assert decision.change is not None
+    assert decision.change.action is ActionKind.RESUME
+    assert decision.change.paused is False
+    assert decision.change.annotations == {PAUSED_BY: None, PAUSED_AT: None}
+    assert decision.change.labels == {HELD_LABEL: None}
+
+
+def test_page_tier_firing_blocks_resume_even_with_budget_left() -> None:
+    held = replace(FRESH, paused=True, paused_by=frozenset({"slo-a"}))
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.5, page_firing=True), workload=held, now=NOW
+    )
+    assert decision.change is None
+    assert decision.state is TargetState.PAUSED
+
+
+def test_human_pause_is_never_claimed_or_resumed() -> None:
+    human = replace(FRESH, paused=True)
+    exhausted = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=human, now=NOW)
+    assert exhausted.state is TargetState.PAUSED_BY_OTHER
+    assert exhausted.change is None
+    recovered = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=human, now=NOW)
+    assert recovered.change is None
+
+
+def test_two_slos_share_a_pause_and_only_the_last_one_resumes() -> None:
+    workload = FRESH
+    for holder in ("slo-a", "slo-b"):
+        decision = decide(holder=holder, policy=PAUSE, evaluation=evaluation(-1), workload=workload, now=NOW)
+        workload = apply(workload, decision.change)
+    assert workload.paused
+    assert workload.paused_by == {"slo-a", "slo-b"}
+    first = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW)
+    assert first.change is not None
+    assert first.change.paused is None, "slo-b still holds the pause"
+    assert first.change.annotations == {PAUSED_BY: "slo-b"}
+    workload = apply(workload, first.change)
+    last = decide(holder="slo-b", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW)
+    assert last.change is not None
+    assert last.change.paused is False
+
+
+def test_unknown_state_never_writes_whatever_the_target_looks_like() -> None:
+    held = replace(FRESH, paused=False, paused_by=frozenset({"slo-a"}))
+    for workload in (FRESH, held, replace(FRESH, paused=True)):
+        for policy in (PAUSE, SCALE):
+            decision = decide(holder="slo-a", policy=policy, evaluation=UNKNOWN, workload=workload, now=NOW)
+            assert decision.change is None
+            assert decision.reason == "HoldingOnMissingData"
+
+
+def test_reverted_pause_is_reasserted() -> None:
+    reverted = replace(FRESH, paused=False, paused_by=frozenset({"slo-a"}))
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-0.1), workload=reverted, now=NOW)
+    assert decision.reason == "PauseReasserted"
+    assert decision.change == Change(ActionKind.PAUSE, paused=True)
+
+
+def test_override_lets_rollouts_through_and_releases_a_held_pause() -> None:
+    until = NOW + timedelta(hours=1)
+    fresh = replace(FRESH, override_until=until)
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=fresh, now=NOW)
+    assert decision.state is TargetState.OVERRIDDEN
+    assert decision.change is None
+    held = replace(fresh, paused=True, paused_by=frozenset({"slo-a"}))
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=held, now=NOW)
+    assert decision.state is TargetState.OVERRIDDEN
+    assert decision.change is not None
+    assert decision.change.paused is False
+
+
+def test_expired_override_is_ignored() -> None:
+    expired = replace(FRESH, override_until=NOW - timedelta(seconds=1))
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=expired, now=NOW)
+    assert decision.state is TargetState.PAUSED
+
+
+def test_scale_remembers_original_replicas_and_restores_them() -> None:
+    decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=FRESH, now=NOW)
+    assert decision.change is not None
+    assert decision.change.replicas == 2
+    assert decision.change.annotations == {SCALED_BY: "slo-a", ORIGINAL_REPLICAS: "5"}
+    scaled = apply(FRESH, decision.change)
+    restore = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(0.6), workload=scaled, now=NOW)
+    assert restore.change is not None
+    assert restore.change.action is ActionKind.RESTORE
+    assert restore.change.replicas == 5
+    assert restore.change.annotations == {SCALED_BY: None, ORIGINAL_REPLICAS: None}
+
+
+def test_second_scale_holder_does_not_overwrite_original_replicas() -> None:
+    scaled = replace(FRESH, replicas=2, scaled_by=frozenset({"slo-a"}), original_replicas=5)
+    decision = decide(holder="slo-b", policy=SCALE, evaluation=evaluation(-1), workload=scaled, now=NOW)
+    assert decision.change is not None
+    assert ORIGINAL_REPLICAS not in decision.change.annotations
+    assert decision.change.replicas is None
+
+
+def test_autoscaled_target_is_not_scaled() -> None:
+    autoscaled = replace(FRESH, autoscaler="checkout-hpa")
+    decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=autoscaled, now=NOW)
+    assert decision.state is TargetState.REFUSED
+    assert decision.reason == "AutoscalerPresent"
+    assert decision.change is None
+
+
+def test_fast_burn_trigger_acts_on_a_page_tier_before_the_budget_is_gone() -> None:
+    fast = replace(PAUSE, trigger=PolicyTrigger.FAST_BURN)
+    burning = evaluation(0.6, page_firing=True)
+    assert decide(holder="a", policy=fast, evaluation=burning, workload=FRESH, now=NOW).state is TargetState.PAUSED
+    assert decide(holder="a", policy=PAUSE, evaluation=burning, workload=FRESH, now=NOW).change is None
+
+
+def test_missing_target_is_reported_not_raised() -> None:
+    missing = WorkloadState(TARGET, exists=False)
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=missing, now=NOW)
+    assert decision.state is TargetState.MISSING
+    assert decision.change is None
+
+
+def test_release_of_a_target_not_held_writes_nothing() -> None:
+    assert release(holder="slo-a", workload=replace(FRESH, paused=True)).change is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=-0.5, max_value=0.5, allow_nan=False), min_size=1, max_size=200))
+def test_flapping_budget_gives_at_most_one_cycle_per_band_crossing(budgets: list[float]) -> None:
+    """A budget oscillating around zero pauses and resumes at most once per trip across the hysteresis band."""
+    workload = FRESH
+    pauses = resumes = 0
+    crossings = 0
+    side = "above"
+    for remaining in budgets:
+        if remaining <= 0 and side == "above":
+            side, crossings = "below", crossings + 1
+        elif remaining > PAUSE.resume_above and side == "below":
+            side = "above"
+        decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=workload, now=NOW)
+        if decision.change is not None:
+            pauses += decision.change.action is ActionKind.PAUSE
+            resumes += decision.change.action is ActionKind.RESUME
+        workload = apply(workload, decision.change)
+    assert pauses <= crossings
+    assert resumes <= pauses
