@@ -1,0 +1,324 @@
+"""Instant queries against Prometheus, behind a bulkhead, a circuit breaker and a jittered retry.
+
+The service builds the PromQL; this module only carries it. Every failure surfaces as one of two
+exceptions: `PrometheusUnavailable` (worth retrying later) or `QueryError` (the request itself is wrong).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import requests
+import requests.auth
+from prometheus_api_client import PrometheusConnect
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from slo_guard.adapters.resilience import (
+    BreakerState,
+    Bulkhead,
+    CircuitBreaker,
+    CircuitOpenError,
+    RetryPolicy,
+    retry,
+)
+from slo_guard.telemetry import OperatorMetrics, PrometheusOutcome
+
+BREAKER_NAME = "prometheus"
+
+# Our own retry is the only one: urllib3 must neither retry nor turn a read timeout into a connection error.
+_NO_URLLIB3_RETRY = Retry(total=0, read=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PrometheusSettings:
+    """How to reach Prometheus and how hard to try. Comes only from the operator's configuration."""
+
+    url: str
+    """Base URL, e.g. `http://prometheus:9090` (no trailing `/api/v1`)."""
+    timeout: float = 10.0
+    """Seconds one HTTP request may take (connect, and each read); also the query's server-side timeout."""
+    retries: int = 3
+    """Extra attempts after the first, on connection errors, timeouts and 5xx; never on 4xx."""
+    backoff_base: float = 0.5
+    """Seconds; the cap of the first retry's jittered wait, doubling per retry."""
+    backoff_max: float = 5.0
+    """Seconds; no wait between attempts is longer."""
+    breaker_failure_threshold: int = 5
+    """Consecutive failed requests that open the circuit breaker."""
+    breaker_reset_timeout: float = 30.0
+    """Seconds the breaker stays open before one probe request is let through."""
+    max_concurrency: int = 8
+    """Process-wide bound on requests in flight (and the size of the thread pool that sends them)."""
+    bearer_token_file: Path | None = None
+    """File holding a bearer token; re-read on every request so a rotated token is used at once."""
+    ca_file: Path | None = None
+    """CA bundle that verifies Prometheus's TLS certificate; the system bundle when unset."""
+    insecure_skip_verify: bool = False
+    """Skip TLS verification entirely. For test clusters only."""
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"Prometheus URL must start with http:// or https://, got {self.url!r}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be above 0, got {self.timeout}")
+        if self.retries < 0:
+            raise ValueError(f"retries must not be negative, got {self.retries}")
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One element of an instant-vector (or scalar) result. NaN and ±Inf are kept as floats."""
+
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float
+    """Unix seconds: the evaluation time of the query."""
+
+
+class UnavailableReason(enum.StrEnum):
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server error"
+    CIRCUIT_OPEN = "circuit open"
+    CREDENTIALS = "credentials unreadable"
+
+
+_OUTCOMES = {
+    UnavailableReason.UNREACHABLE: PrometheusOutcome.UNAVAILABLE,
+    UnavailableReason.CREDENTIALS: PrometheusOutcome.UNAVAILABLE,
+    UnavailableReason.TIMEOUT: PrometheusOutcome.TIMEOUT,
+    UnavailableReason.SERVER_ERROR: PrometheusOutcome.ERROR,
+    UnavailableReason.CIRCUIT_OPEN: PrometheusOutcome.CIRCUIT_OPEN,
+}
+
+
+class PrometheusError(Exception):
+    """Base of every failure this client raises."""
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Prometheus could not answer: unreachable, timed out, 5xx, or the circuit breaker is open."""
+
+    def __init__(self, reason: UnavailableReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QueryError(PrometheusError):
+    """Prometheus rejected the request (4xx), typically a bad query. Retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status; None when the answer was fine but of a kind this client does not accept."""
+
+
+class BearerTokenFileAuth(requests.auth.AuthBase):
+    """Sends `Authorization: Bearer <token>` read from a file on every request: rotation needs no restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        try:
+            token = self.path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise PrometheusUnavailable(
+                UnavailableReason.CREDENTIALS, f"cannot read bearer token file {self.path}: {error.strerror}"
+            ) from error
+        request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+
+class PrometheusClient:
+    """Instant queries at explicit times; one instance per process so its bounds are global."""
+
+    def __init__(self, settings: PrometheusSettings, *, metrics: OperatorMetrics | None = None) -> None:
+        self.settings = settings
+        self._metrics = metrics if metrics is not None else OperatorMetrics()
+        self._session = _session(settings)
+        self._connect = PrometheusConnect(url=settings.base_url, session=self._session, retry=_NO_URLLIB3_RETRY)
+        # Replaces the adapter PrometheusConnect mounted, to size its connection pool to the bulkhead.
+        self._session.mount(
+            settings.base_url,
+            HTTPAdapter(max_retries=_NO_URLLIB3_RETRY, pool_maxsize=settings.max_concurrency),
+        )
+        self._bulkhead = Bulkhead(settings.max_concurrency, thread_name_prefix="slo-guard-prometheus")
+        self._retry_policy = RetryPolicy(
+            attempts=settings.retries + 1, base_delay=settings.backoff_base, max_delay=settings.backoff_max
+        )
+        self._breaker = CircuitBreaker(
+            BREAKER_NAME,
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_timeout=settings.breaker_reset_timeout,
+            is_failure=lambda error: isinstance(error, PrometheusUnavailable),
+            on_state_change=self._metrics.set_breaker_state,
+        )
+        self._metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self._breaker.state
+
+    async def query(self, expr: str, *, at: datetime) -> list[Sample]:
+        """Evaluate `expr` at `at` (timezone-aware). Raises PrometheusUnavailable or QueryError."""
+        if at.tzinfo is None:
+            raise ValueError("query time must be timezone-aware")
+        params = {"time": f"{at.timestamp():.3f}", "timeout": str(self.settings.timeout)}
+        result = await retry(
+            partial(self._attempt, expr, params),
+            policy=self._retry_policy,
+            retryable=_is_transient,
+        )
+        return _samples(result)
+
+    async def ready(self) -> bool:
+        """Whether Prometheus answers `/-/ready` with 200. Bypasses the breaker and the retry."""
+        return await self._bulkhead.run(self._get_ready)
+
+    async def close(self) -> None:
+        self._bulkhead.close()
+        self._session.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _attempt(self, expr: str, params: Mapping[str, str]) -> Any:
+        try:
+            result = await self._breaker.call(lambda: self._bulkhead.run(partial(self._send, expr, params)))
+        except CircuitOpenError as error:
+            self._metrics.count_prometheus_request(PrometheusOutcome.CIRCUIT_OPEN)
+            raise PrometheusUnavailable(
+                UnavailableReason.CIRCUIT_OPEN, f"Prometheus at {self.settings.base_url}: {error}"
+            ) from error
+        except PrometheusUnavailable as error:
+            self._metrics.count_prometheus_request(_OUTCOMES[error.reason])
+            raise
+        except QueryError:
+            self._metrics.count_prometheus_request(PrometheusOutcome.BAD_QUERY)
+            raise
+        self._metrics.count_prometheus_request(PrometheusOutcome.SUCCESS)
+        return result
+
+    def _send(self, expr: str, params: Mapping[str, str]) -> Any:
+        """Blocking; runs on the bulkhead's threads."""
+        started = time.perf_counter()
+        try:
+            return self._connect.custom_query(expr, params=dict(params), timeout=self.settings.timeout)
+        except (requests.JSONDecodeError, KeyError, TypeError) as error:
+            raise PrometheusUnavailable(
+                UnavailableReason.SERVER_ERROR,
+                f"Prometheus at {self.settings.base_url} sent an unreadable answer",
+            ) from error
+        except requests.RequestException as error:
+            raise self._translate(error) from error
+        finally:
+            self._metrics.prometheus_request_duration.observe(time.perf_counter() - started)
+
+    def _get_ready(self) -> bool:
+        try:
+            response = self._session.get(f"{self.settings.base_url}/-/ready", timeout=self.settings.timeout)
+        except (requests.RequestException, PrometheusUnavailable):
+            return False
+        return response.status_code == requests.codes.ok
+
+    def _translate(self, error: requests.RequestException) -> PrometheusError:
+        where = f"Prometheus at {self.settings.base_url}"
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            return _http_error(where, error.response)
+        root = _root_cause(error)
+        # A timeout while reading the body arrives as a ConnectionError wrapping a socket timeout.
+        if isinstance(error, requests.Timeout) or isinstance(root, TimeoutError):
+            return PrometheusUnavailable(
+                UnavailableReason.TIMEOUT, f"{where} did not answer within {self.settings.timeout:g} s"
+            )
+        detail = str(root) or type(root).__name__
+        return PrometheusUnavailable(UnavailableReason.UNREACHABLE, f"{where} is unreachable: {detail}")
+
+
+def _session(settings: PrometheusSettings) -> requests.Session:
+    session = requests.Session()
+    if settings.bearer_token_file is not None:
+        session.auth = BearerTokenFileAuth(settings.bearer_token_file)
+    if settings.insecure_skip_verify:
+        session.verify = False
+    elif settings.ca_file is not None:
+        session.verify = str(settings.ca_file)
+    # Turns every non-2xx answer into an HTTPError that carries the status, before PrometheusConnect sees it.
+    session.hooks["response"].append(_raise_for_status)
+    return session
+
+
+def _raise_for_status(response: requests.Response, *_args: object, **_kwargs: object) -> None:
+    response.raise_for_status()
+
+
+def _http_error(where: str, response: requests.Response) -> PrometheusError:
+    status = response.status_code
+    detail = _error_detail(response)
+    if 400 <= status < 500:
+        return QueryError(f"{where} rejected the request ({status}): {detail}", status=status)
+    return PrometheusUnavailable(UnavailableReason.SERVER_ERROR, f"{where} answered {status}: {detail}")
+
+
+def _error_detail(response: requests.Response) -> str:
+    """Prometheus's own `error` field when the body is its JSON, else the start of the body; one line."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        text = f"{body.get('errorType', 'error')}: {body['error']}"
+    else:
+        text = response.text[:200] or response.reason or "no details"
+    return " ".join(text.split())
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost error, e.g. `[Errno 111] Connection refused` rather than urllib3's nested repr."""
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None:
+            return error
+        error = inner
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, PrometheusUnavailable) and error.reason is not UnavailableReason.CIRCUIT_OPEN
+
+
+def _samples(result: Any) -> list[Sample]:
+    """Instant vectors become one Sample per series; a scalar becomes one Sample without labels."""
+    if _is_scalar(result):
+        timestamp, value = result
+        return [Sample(labels={}, value=float(value), timestamp=float(timestamp))]
+    return [_vector_sample(item) for item in result]
+
+
+def _is_scalar(result: Any) -> bool:
+    return isinstance(result, Sequence) and len(result) == 2 and not isinstance(result[0], dict)
+
+
+def _vector_sample(item: Mapping[str, Any]) -> Sample:
+    if "value" not in item:
+        raise QueryError("the query returned a range vector; only instant vectors and scalars are supported")
+    timestamp, value = item["value"]
+    return Sample(labels=dict(item["metric"]), value=float(value), timestamp=float(timestamp))

@@ -1,0 +1,225 @@
+"""Resilience for calls to a remote dependency: circuit breaker, jittered retry, bulkhead.
+
+Pure asyncio; the clock, the sleep and the random source are injectable so tests are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BreakerState(enum.IntEnum):
+    """Values double as the `slo_guard_circuit_breaker_state` gauge reading."""
+
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+
+
+class CircuitOpenError(Exception):
+    """The breaker failed a call fast, without running it."""
+
+    def __init__(self, name: str, retry_in: float) -> None:
+        super().__init__(f"circuit breaker {name!r} is open; next probe in {retry_in:.1f} s")
+        self.name = name
+        self.retry_in = retry_in
+        """Seconds until the breaker lets a probe through (0 while a probe is in flight)."""
+
+
+def _always(_: BaseException) -> bool:
+    return True
+
+
+class CircuitBreaker:
+    """Stops calling a dependency that keeps failing, and probes it once per cool-down.
+
+    Closed: calls run; `failure_threshold` consecutive failures open it. Open: calls fail fast with
+    `CircuitOpenError` for `reset_timeout` seconds, then it is half-open. Half-open: exactly one probe
+    call runs while other callers still fail fast; its success closes the breaker, its failure opens it
+    for a new cool-down. Results of calls admitted before the breaker opened do not move it.
+    Use it from one event loop; it holds no lock.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int,
+        reset_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        is_failure: Callable[[BaseException], bool] = _always,
+        on_state_change: Callable[[str, BreakerState], None] | None = None,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be at least 1, got {failure_threshold}")
+        if reset_timeout < 0:
+            raise ValueError(f"reset_timeout must not be negative, got {reset_timeout}")
+        self.name = name
+        self._failure_threshold = failure_threshold
+        self._reset_timeout = reset_timeout
+        self._clock = clock
+        self._is_failure = is_failure
+        self._on_state_change = on_state_change
+        self._state = BreakerState.CLOSED
+        self._consecutive_failures = 0
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; reading it after the cool-down reports (and enters) HALF_OPEN."""
+        if self._state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_timeout:
+            self._move_to(BreakerState.HALF_OPEN)
+        return self._state
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run `fn()` if the breaker admits it; errors for which `is_failure` is false count as success."""
+        is_probe = self._admit()
+        try:
+            result = await fn()
+        except Exception as error:
+            if self._is_failure(error):
+                self._record_failure(is_probe=is_probe)
+            else:
+                self._record_success(is_probe=is_probe)
+            raise
+        except BaseException:
+            # A cancelled probe proved nothing: let the next caller probe instead.
+            if is_probe:
+                self._probe_in_flight = False
+            raise
+        self._record_success(is_probe=is_probe)
+        return result
+
+    def _admit(self) -> bool:
+        """True when the admitted call is the half-open probe; raises when the call must fail fast."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return False
+        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return True
+        if state is BreakerState.HALF_OPEN:
+            raise CircuitOpenError(self.name, retry_in=0.0)
+        raise CircuitOpenError(self.name, retry_in=self._opened_at + self._reset_timeout - self._clock())
+
+    def _record_success(self, *, is_probe: bool) -> None:
+        if is_probe:
+            self._probe_in_flight = False
+            self._consecutive_failures = 0
+            self._move_to(BreakerState.CLOSED)
+        elif self._state is BreakerState.CLOSED:
+            self._consecutive_failures = 0
+
+    def _record_failure(self, *, is_probe: bool) -> None:
+        if is_probe:
+            self._probe_in_flight = False
+            self._open()
+        elif self._state is BreakerState.CLOSED:
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self._failure_threshold:
+                self._open()
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._consecutive_failures = 0
+        self._move_to(BreakerState.OPEN)
+
+    def _move_to(self, state: BreakerState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if self._on_state_change is not None:
+            self._on_state_change(self.name, state)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded attempts with capped exponential backoff and full jitter."""
+
+    attempts: int
+    """Total attempts, the first included; 1 means no retry."""
+    base_delay: float
+    """Seconds; the backoff cap before retry n is base_delay * 2**(n-1)."""
+    max_delay: float
+    """Seconds; no single wait is longer than this."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if not 0 <= self.base_delay <= self.max_delay:
+            raise ValueError(f"need 0 <= base_delay <= max_delay, got {self.base_delay} and {self.max_delay}")
+
+    def backoff_cap(self, retry_number: int) -> float:
+        """The longest wait before retry `retry_number` (1-based); the wait is a uniform draw below it."""
+        return min(self.max_delay, self.base_delay * 2.0 ** (retry_number - 1))
+
+
+async def retry(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    retryable: Callable[[BaseException], bool],
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    rng: Callable[[], float] = random.random,
+) -> T:
+    """Await `call()` until it succeeds, raises a non-retryable error, or runs out of attempts.
+
+    The last error propagates unchanged. Cancellation is never retried.
+    """
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            failures += 1
+            if failures >= policy.attempts or not retryable(error):
+                raise
+        # Full jitter spreads the retries of many callers that failed together.
+        await sleep(rng() * policy.backoff_cap(failures))
+
+
+class Bulkhead:
+    """A process-wide bound on concurrent blocking calls, run on a thread pool of the same size.
+
+    A slot stays taken until its thread really finishes, even when the awaiting task is cancelled,
+    so the number of threads busy with calls never exceeds `max_concurrency`.
+    """
+
+    def __init__(self, max_concurrency: int, *, thread_name_prefix: str) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=thread_name_prefix)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Wait for a free slot, then run the blocking `fn()` on the pool."""
+        await self._slots.acquire()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(self._finished)
+        # Shielded: cancelling the caller must not release the slot while the thread still runs.
+        return await asyncio.shield(future)
+
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        self._slots.release()
+        if not future.cancelled():
+            # Marks the error retrieved: a cancelled caller no longer wants it, and asyncio would log it.
+            future.exception()
+
+    def close(self) -> None:
+        """Refuse new calls; calls already running finish in the background."""
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,251 @@
+"""The `slo-guard` command: `evaluate` (a deploy gate that needs no cluster) and `run` (the operator)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from slo_guard import __version__
+from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
+from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings
+from slo_guard.domain.durations import format_duration
+from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
+from slo_guard.domain.model import Objective
+from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
+from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
+
+EXIT_OK = 0
+EXIT_GATE_CLOSED = 1
+EXIT_UNKNOWN_OR_BAD_INPUT = 2
+SLO_KIND = "ServiceLevelObjective"
+JSON_DIGITS = 6
+
+
+class InputError(Exception):
+    """Bad input: reported as one line, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "run":
+            return _run(args)
+        parser.print_help()
+        return EXIT_UNKNOWN_OR_BAD_INPUT
+    except (InputError, ConfigError) as err:
+        print(f"slo-guard: error: {err}", file=sys.stderr)
+        return EXIT_UNKNOWN_OR_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit 2, like every other CLI error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_UNKNOWN_OR_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrors(prog="slo-guard", description="Enforce error-budget policies on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"slo-guard {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate SLO files against Prometheus (exit 0 healthy/burning, 1 exhausted, 2 unknown/bad input)",
+    )
+    evaluate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    evaluate.add_argument("--at", type=_parse_time, default=None, help="evaluation time: RFC 3339 or unix seconds")
+    evaluate.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    add_settings(evaluate, PROMETHEUS_SETTINGS)
+
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    add_settings(run, PROMETHEUS_SETTINGS + OPERATOR_SETTINGS)
+    return parser
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not RFC 3339 or unix seconds: {text!r}") from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"RFC 3339 time needs a UTC offset or Z: {text!r}")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    objective: Objective
+    resource: dict[str, Any]
+
+
+def load_objectives(paths: Sequence[Path], *, min_step: int) -> list[_Loaded]:
+    """Every ServiceLevelObjective document in the files, validated; the first bad one raises InputError."""
+    loaded: list[_Loaded] = []
+    for path in paths:
+        for index, document in enumerate(_documents(path), start=1):
+            where = f"{path}: document {index}"
+            if not isinstance(document, dict):
+                raise InputError(f"{where}: expected a mapping, got {type(document).__name__}")
+            if document.get("kind") != SLO_KIND:
+                continue
+            name = document.get("metadata", {}).get("name") if isinstance(document.get("metadata"), dict) else None
+            if isinstance(name, str):
+                where = f"{where} ({name})"
+            try:
+                objective = objective_from_resource(document, min_step=min_step)
+            except SpecError as err:
+                raise InputError(f"{where}: {err}") from None
+            loaded.append(_Loaded(objective, document))
+    if not loaded:
+        raise InputError(f"no {SLO_KIND} documents in {', '.join(map(str, paths))}")
+    return loaded
+
+
+def _documents(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    try:
+        return [document for document in yaml.safe_load_all(text) if document is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "malformed YAML"
+        raise InputError(f"{path}: malformed YAML{position}: {problem}") from None
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    prometheus_settings(args)
+    loaded = load_objectives(args.files, min_step=args.min_step)
+    at = args.at or datetime.now(UTC)
+    evaluations = asyncio.run(_evaluate_all([item.objective for item in loaded], args=args, at=at))
+    if all(ev.reason is UnknownReason.PROMETHEUS_UNAVAILABLE for ev in evaluations):
+        raise InputError(evaluations[0].message)
+    if args.output == "json":
+        print(
+            json.dumps(
+                [_json_row(item.objective, ev) for item, ev in zip(loaded, evaluations, strict=True)],
+                indent=2,
+            )
+        )
+    else:
+        print(_table([(item.objective, ev) for item, ev in zip(loaded, evaluations, strict=True)]))
+    return _exit_code(evaluations)
+
+
+def prometheus_settings(args: argparse.Namespace) -> PrometheusSettings:
+    if not args.prometheus:
+        raise InputError("--prometheus URL (or SLO_GUARD_PROMETHEUS_URL) is required")
+    try:
+        return PrometheusSettings(
+            url=args.prometheus,
+            timeout=args.prometheus_timeout,
+            retries=args.prometheus_retries,
+            max_concurrency=args.prometheus_max_concurrency,
+            breaker_failure_threshold=args.prometheus_breaker_threshold,
+            breaker_reset_timeout=args.prometheus_breaker_reset,
+            bearer_token_file=_optional_path(args.prometheus_token_file),
+            ca_file=_optional_path(args.prometheus_ca_file),
+        )
+    except ValueError as err:
+        raise InputError(f"--prometheus: {err}") from None
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+async def _evaluate_all(objectives: Sequence[Objective], *, args: argparse.Namespace, at: datetime) -> list[Evaluation]:
+    client = PrometheusClient(prometheus_settings(args))
+    settings = EvaluationSettings(max_staleness=args.max_staleness, tenant_label=args.tenant_label)
+    try:
+        return list(
+            await asyncio.gather(
+                *(evaluate_objective(objective, client, at=at, settings=settings) for objective in objectives)
+            )
+        )
+    finally:
+        await client.close()
+
+
+def _json_row(objective: Objective, evaluation: Evaluation) -> dict[str, object]:
+    return {
+        "name": objective.name,
+        "namespace": objective.namespace,
+        "status": status_from_evaluation(evaluation, digits=JSON_DIGITS),
+    }
+
+
+def _exit_code(evaluations: Sequence[Evaluation]) -> int:
+    states = {evaluation.state for evaluation in evaluations}
+    if State.UNKNOWN in states:
+        return EXIT_UNKNOWN_OR_BAD_INPUT
+    if State.EXHAUSTED in states:
+        return EXIT_GATE_CLOSED
+    return EXIT_OK
+
+
+def _table(rows: Sequence[tuple[Objective, Evaluation]]) -> str:
+    header = ("NAMESPACE", "NAME", "OBJECTIVE", "WINDOW", "SLI", "BUDGET", "STATE", "REASON", "MESSAGE")
+    lines = [header]
+    for objective, evaluation in rows:
+        lines.append(
+            (
+                objective.namespace,
+                objective.name,
+                f"{objective.objective * 100:g}%",
+                format_duration(objective.window),
+                _percent(evaluation.sli, 3),
+                _percent(evaluation.budget_remaining, 1),
+                evaluation.state.value,
+                evaluation.reason.value if evaluation.reason else "",
+                evaluation.message,
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header) - 1)]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "   " + line[-1]
+        for line in lines
+    )
+
+
+def _percent(value: float | None, decimals: int) -> str:
+    return "-" if value is None else f"{value * 100:.{decimals}f}%"
+
+
+def _run(args: argparse.Namespace) -> int:
+    # kopf loads only for `run`, keeping `evaluate` quick.
+    from slo_guard.handlers import run_operator  # noqa: PLC0415
+    from slo_guard.handlers.runtime import RuntimeConfig  # noqa: PLC0415
+
+    return run_operator(RuntimeConfig.from_args(args, prometheus=prometheus_settings(args)))

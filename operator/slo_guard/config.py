@@ -1,0 +1,182 @@
+"""Operator and CLI settings: one table drives the flags, the `SLO_GUARD_*` env vars and the README."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slo_guard.domain.durations import DurationError, parse_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One configurable value, reachable as `--flag` and as `SLO_GUARD_<NAME>`."""
+
+    name: str
+    """Attribute name; the flag is `--name-with-dashes`, the env var `SLO_GUARD_NAME`."""
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    metavar: str | None = None
+    env_name: str | None = None
+    """Overrides the derived env var name."""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return self.env_name or "SLO_GUARD_" + self.name.upper()
+
+
+def _seconds(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except DurationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "prometheus",
+        None,
+        "Prometheus base URL, e.g. http://prometheus:9090",
+        metavar="URL",
+        env_name="SLO_GUARD_PROMETHEUS_URL",
+    ),
+    Setting("prometheus_timeout", 10.0, "Seconds before one Prometheus query times out", _positive_float),
+    Setting(
+        "prometheus_retries",
+        3,
+        "Extra attempts per query on connection errors, timeouts and 5xx",
+        _positive_int,
+    ),
+    Setting("prometheus_max_concurrency", 8, "Global bound on concurrent Prometheus queries", _positive_int),
+    Setting("prometheus_breaker_threshold", 5, "Consecutive failures that open the circuit breaker", _positive_int),
+    Setting("prometheus_breaker_reset", 30.0, "Seconds the breaker stays open before a probe", _positive_float),
+    Setting(
+        "prometheus_token_file",
+        None,
+        "File holding a bearer token, re-read on every request (rotation-safe)",
+        metavar="PATH",
+    ),
+    Setting("prometheus_ca_file", None, "CA bundle for verifying Prometheus's TLS certificate", metavar="PATH"),
+    Setting(
+        "min_step",
+        30,
+        "Smallest window step (about the scrape interval); scaled burn-rate windows never go below twice it",
+        _seconds,
+        "DURATION",
+    ),
+    Setting(
+        "max_staleness",
+        180,
+        "Newest sample older than this makes the SLO Unknown/StaleData",
+        _seconds,
+        "DURATION",
+    ),
+    Setting(
+        "tenant_label",
+        None,
+        'Force LABEL="<SLO namespace>" into every selector so tenants only read their own metrics',
+        metavar="LABEL",
+    ),
+)
+
+OPERATOR_SETTINGS: tuple[Setting, ...] = (
+    Setting("health_port", 8080, "Port serving /healthz, /readyz and /metrics", _positive_int),
+    Setting("log_format", "json", "Log format: json (one object per line) or text"),
+    Setting("log_level", "INFO", "Log level"),
+    Setting(
+        "status_heartbeat",
+        300,
+        "Refresh status.evaluatedAt at least this often even when nothing else changed",
+        _seconds,
+        "DURATION",
+    ),
+    Setting("kube_max_concurrency", 8, "Global bound on concurrent Kubernetes API calls", _positive_int),
+    Setting("kube_timeout", 10.0, "Seconds before one Kubernetes API call times out", _positive_float),
+    Setting("kube_writes_per_second", 20.0, "Token-bucket rate for Kubernetes writes", _positive_float),
+    Setting("kube_write_burst", 40, "Token-bucket burst for Kubernetes writes", _positive_int),
+    Setting("standalone", False, "Run without kopf peering (only one replica may run)", _flag),
+    Setting("peering_name", "slo-guard", "kopf peering object name (replicas with one name elect one active)"),
+    Setting("priority", 0, "kopf peering priority of this replica", int),
+)
+
+
+class ConfigError(ValueError):
+    """A setting's env var holds a value its parser rejects."""
+
+
+def add_settings(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
+    """Add each setting as a flag whose default comes from its env var."""
+    for setting in settings:
+        help_text = f"{setting.help} (env {setting.env}, default {setting.default})"
+        default = _env_default(setting, os.environ)
+        if setting.parse is _flag:
+            # Boolean settings work as bare switches: `--standalone`.
+            parser.add_argument(
+                setting.flag, dest=setting.name, default=default, type=_flag, nargs="?", const=True, help=help_text
+            )
+            continue
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=default,
+            type=setting.parse,
+            metavar=setting.metavar,
+            help=help_text,
+        )
+
+
+def _env_default(setting: Setting, environ: Mapping[str, str]) -> Any:
+    raw = environ.get(setting.env)
+    if raw is None:
+        return setting.default
+    try:
+        return setting.parse(raw)
+    except argparse.ArgumentTypeError as err:
+        raise ConfigError(f"{setting.env}: {err}") from None

@@ -1,0 +1,77 @@
+"""kopf handlers: thin glue from watch events to the service. Everything else lives below this layer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from slo_guard.handlers.logs import configure_logging
+from slo_guard.handlers.runtime import Runtime, RuntimeConfig, StopFlag
+
+GROUP = "sloguard.io"
+VERSION = "v1alpha1"
+PLURAL = "servicelevelobjectives"
+FINALIZER = "sloguard.io/finalizer"
+# A daemon finishing an in-flight pass (Prometheus timeout plus a few API calls) gets this long before cancellation.
+DAEMON_CANCELLATION_TIMEOUT = 60.0
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: RuntimeConfig = memo.config
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # No watching of CRDs or namespaces: RBAC stays limited to the resources slo-guard really uses.
+    settings.scanning.disabled = True
+    # slo-guard posts its own Events; kopf's per-handler chatter would drown them.
+    settings.posting.level = logging.WARNING
+    # Re-list periodically so a silently stalled watch cannot hide changes for long.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = config.kubernetes.timeout * 3
+    runtime = Runtime(config)
+    memo.runtime = runtime
+    await runtime.probes.start()
+    runtime.ready = True
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await runtime.close()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT)
+async def evaluate(body: kopf.Body, stopped: StopFlag, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    await runtime.evaluate_forever(body, stopped)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def release_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Undo every pause and scale this SLO holds; kopf keeps the finalizer until this succeeds."""
+    runtime: Runtime = memo.runtime
+    await runtime.reconciler.finalize(body)
+
+
+def run_operator(config: RuntimeConfig) -> int:
+    configure_logging(log_format=config.log_format, level=config.log_level)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            standalone=config.standalone,
+            priority=config.priority,
+            peering_name=config.peering_name,
+            memo=kopf.Memo(config=config),
+        )
+    )
+    return 0

@@ -1,0 +1,83 @@
+"""Evaluate one SLO: build its queries, read Prometheus at an explicit time, and hand the numbers to the domain."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from slo_guard.adapters.prometheus import PrometheusUnavailable, QueryError, Sample
+from slo_guard.domain import promql
+from slo_guard.domain.evaluation import evaluate, unavailable
+from slo_guard.domain.evaluation_types import Evaluation, Measurements, State, UnknownReason, WindowRates
+from slo_guard.domain.model import LabelMatcher, MatchOp, Objective
+from slo_guard.domain.windows import required_windows
+from slo_guard.service.ports import MetricsSource
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationSettings:
+    max_staleness: float
+    """Seconds; a newest sample older than this makes the SLO Unknown/StaleData."""
+    tenant_label: str | None = None
+    """When set, `<label>="<SLO namespace>"` is forced into every selector."""
+
+
+class _InvalidSample(Exception):
+    """Prometheus answered with NaN or infinity where a rate was expected."""
+
+
+async def evaluate_objective(
+    objective: Objective, source: MetricsSource, *, at: datetime, settings: EvaluationSettings
+) -> Evaluation:
+    """Never raises for metric problems: they become an Unknown evaluation with a reason."""
+    try:
+        measurements = await measure(objective, source, at=at, settings=settings)
+    except PrometheusUnavailable as err:
+        return unavailable(now=at, message=f"Prometheus unavailable: {err}")
+    except QueryError as err:
+        return unavailable(now=at, message=f"Prometheus rejected a query: {err}")
+    except _InvalidSample as err:
+        return Evaluation(state=State.UNKNOWN, reason=UnknownReason.NO_DATA, message=str(err), evaluated_at=at)
+    return evaluate(objective, measurements, now=at, max_staleness=settings.max_staleness)
+
+
+async def measure(
+    objective: Objective, source: MetricsSource, *, at: datetime, settings: EvaluationSettings
+) -> Measurements:
+    extra = _tenant_matchers(objective, settings)
+    windows = required_windows(objective)
+    indicator = objective.indicator
+    queries = [promql.freshness_query(indicator, extra=extra)]
+    for window in windows:
+        queries.append(promql.errors_query(indicator, window, extra=extra))
+        queries.append(promql.total_query(indicator, window, extra=extra))
+    results = await asyncio.gather(*(source.query(query, at=at) for query in queries))
+    newest = _scalar(queries[0], results[0])
+    rates = {
+        window: WindowRates(
+            errors=_scalar(queries[1 + 2 * index], results[1 + 2 * index]),
+            total=_scalar(queries[2 + 2 * index], results[2 + 2 * index]),
+        )
+        for index, window in enumerate(windows)
+    }
+    age = None if newest is None else max(0.0, at.timestamp() - newest)
+    return Measurements(windows=rates, newest_sample_age=age)
+
+
+def _scalar(query: str, samples: Sequence[Sample]) -> float | None:
+    """The single value of an aggregated query; None when the series is absent."""
+    if not samples:
+        return None
+    value = samples[0].value
+    if not math.isfinite(value):
+        raise _InvalidSample(f"Prometheus returned {value} for {query}")
+    return value
+
+
+def _tenant_matchers(objective: Objective, settings: EvaluationSettings) -> tuple[LabelMatcher, ...]:
+    if settings.tenant_label is None:
+        return ()
+    return (LabelMatcher(settings.tenant_label, MatchOp.EQUAL, objective.namespace),)

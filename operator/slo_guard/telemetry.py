@@ -1,0 +1,186 @@
+"""The operator's own metrics, kept in one registry so tests and processes stay isolated."""
+
+from __future__ import annotations
+
+import enum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from slo_guard.domain.durations import format_duration
+from slo_guard.domain.evaluation_types import Evaluation, State
+
+
+class PrometheusOutcome(enum.StrEnum):
+    """How one HTTP request to Prometheus ended (the `outcome` label)."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    """Prometheus answered 5xx or something unreadable."""
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    """No connection could be made (refused, DNS, TLS, credentials unreadable)."""
+    CIRCUIT_OPEN = "circuit_open"
+    """Not sent: the circuit breaker failed it fast."""
+    BAD_QUERY = "bad_query"
+    """Prometheus rejected the request with a 4xx."""
+
+
+class KubernetesOutcome(enum.StrEnum):
+    """How one request to the Kubernetes API ended (the `outcome` label)."""
+
+    SUCCESS = "success"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    """409 or 422: the object moved since it was read."""
+    THROTTLED = "throttled"
+    """429: the API server asked slo-guard to slow down."""
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    """No connection could be made."""
+    CIRCUIT_OPEN = "circuit_open"
+    """Not sent: the circuit breaker failed it fast."""
+    REJECTED = "rejected"
+    """Any other 4xx, e.g. 403 from missing RBAC."""
+
+
+class EventOutcome(enum.StrEnum):
+    """What became of one Kubernetes Event slo-guard wanted to post (the `outcome` label)."""
+
+    POSTED = "posted"
+    SUPPRESSED = "suppressed"
+    """The same Event was posted lately; not posted again."""
+    FAILED = "failed"
+
+
+# Prometheus answers in milliseconds when healthy; the top buckets catch timeouts.
+_REQUEST_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class OperatorMetrics:
+    """Every metric slo-guard exports about itself."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        """Where the metrics live; a fresh registry by default so tests never share counters."""
+        self.prometheus_requests = Counter(
+            "slo_guard_prometheus_requests",
+            "HTTP requests to Prometheus (one per attempt), by how they ended.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.prometheus_request_duration = Histogram(
+            "slo_guard_prometheus_request_duration_seconds",
+            "Wall time of HTTP requests to Prometheus that were sent.",
+            buckets=_REQUEST_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.circuit_breaker_state = Gauge(
+            "slo_guard_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            ["breaker"],
+            registry=self.registry,
+        )
+        self.kubernetes_requests = Counter(
+            "slo_guard_kubernetes_requests",
+            "Requests to the Kubernetes API (one per attempt), by verb and how they ended.",
+            ["verb", "outcome"],
+            registry=self.registry,
+        )
+        self.kubernetes_events = Counter(
+            "slo_guard_kubernetes_events",
+            "Kubernetes Events slo-guard wanted to post, by what became of them.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.sli = Gauge(
+            "slo_guard_sli", "SLI over the SLO window (fraction of good events).", _SLO, registry=self.registry
+        )
+        self.error_budget_remaining = Gauge(
+            "slo_guard_error_budget_remaining",
+            "Fraction of the error budget left over the SLO window; negative when overspent.",
+            _SLO,
+            registry=self.registry,
+        )
+        self.burn_rate = Gauge(
+            "slo_guard_burn_rate",
+            "Burn rate per window (1 spends the budget exactly).",
+            [*_SLO, "window"],
+            registry=self.registry,
+        )
+        self.state = Gauge(
+            "slo_guard_state",
+            "1 for the SLO's current state, 0 for the others.",
+            [*_SLO, "state"],
+            registry=self.registry,
+        )
+        self.actions = Counter(
+            "slo_guard_actions",
+            "Actions on target workloads, by action and result.",
+            ["action", "result"],
+            registry=self.registry,
+        )
+        self.evaluation_duration = Histogram(
+            "slo_guard_evaluation_duration_seconds",
+            "Wall time of one SLO's evaluate-and-reconcile pass.",
+            buckets=_REQUEST_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        for outcome in PrometheusOutcome:
+            # Export every outcome at 0 so rate() and alerts work before the first failure.
+            self.prometheus_requests.labels(outcome=outcome.value)
+        for event_outcome in EventOutcome:
+            self.kubernetes_events.labels(outcome=event_outcome.value)
+
+    def record_evaluation(self, *, namespace: str, name: str, evaluation: Evaluation) -> None:
+        """Per-SLO gauges; values an Unknown evaluation does not have are removed rather than left stale."""
+        _set_or_clear(self.sli, (namespace, name), evaluation.sli)
+        _set_or_clear(self.error_budget_remaining, (namespace, name), evaluation.budget_remaining)
+        for window, burn in (evaluation.burn_rates or {}).items():
+            _set_or_clear(self.burn_rate, (namespace, name, format_duration(window)), burn)
+        if evaluation.burn_rates is None:
+            self._remove_matching(self.burn_rate, namespace, name)
+        for state in State:
+            self.state.labels(namespace, name, state.value).set(1 if state is evaluation.state else 0)
+
+    def forget_slo(self, *, namespace: str, name: str) -> None:
+        """Drop every series of a deleted SLO so churn cannot grow the registry."""
+        for gauge in (self.sli, self.error_budget_remaining, self.burn_rate, self.state):
+            self._remove_matching(gauge, namespace, name)
+
+    def count_action(self, *, action: str, result: str) -> None:
+        self.actions.labels(action=action, result=result).inc()
+
+    @staticmethod
+    def _remove_matching(gauge: Gauge, namespace: str, name: str) -> None:
+        for labels in _label_sets(gauge):
+            if labels[:2] == (namespace, name):
+                gauge.remove(*labels)
+
+    def count_prometheus_request(self, outcome: PrometheusOutcome) -> None:
+        self.prometheus_requests.labels(outcome=outcome.value).inc()
+
+    def set_breaker_state(self, breaker: str, state: int) -> None:
+        self.circuit_breaker_state.labels(breaker=breaker).set(state)
+
+    def count_kubernetes_request(self, verb: str, outcome: KubernetesOutcome) -> None:
+        self.kubernetes_requests.labels(verb=verb, outcome=outcome.value).inc()
+
+    def count_kubernetes_event(self, outcome: EventOutcome) -> None:
+        self.kubernetes_events.labels(outcome=outcome.value).inc()
+
+
+_SLO = ["namespace", "slo"]
+
+
+def _set_or_clear(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is None:
+        if labels in _label_sets(gauge):
+            gauge.remove(*labels)
+        return
+    gauge.labels(*labels).set(value)
+
+
+def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
+    # prometheus_client keeps children in a private dict; copying its keys is the documented-by-use way to list them.
+    return [tuple(labels) for labels in gauge._metrics]
