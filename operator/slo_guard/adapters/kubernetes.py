@@ -35,6 +35,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from slo_guard import __version__
 from slo_guard.adapters.ratelimit import TokenBucket
 from slo_guard.adapters.resilience import BreakerState, Bulkhead, CircuitBreaker, CircuitOpenError, RetryPolicy
 from slo_guard.domain.model import Target
@@ -154,7 +155,9 @@ def load_api_client(settings: KubernetesSettings | None = None) -> ApiClient:
     # Our own retry is the only one: urllib3 must raise the first error as it is.
     configuration.retries = False
     configuration.connection_pool_maxsize = settings.max_concurrency
-    return ApiClient(configuration)
+    client = ApiClient(configuration)
+    client.user_agent = f"slo-guard/{__version__}"
+    return client
 
 
 class _ApiError(Exception):
@@ -275,13 +278,8 @@ class KubernetesApi:
             response = call(_request_timeout=self.settings.timeout, _preload_content=False)
         except ApiException as error:
             raise _classify(error) from error
-        except urllib3.exceptions.TimeoutError as error:
-            raise _ApiError(
-                f"Kubernetes API did not answer within {self.settings.timeout:g} s",
-                outcome=KubernetesOutcome.TIMEOUT,
-            ) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise _ApiError(f"Kubernetes API is unreachable: {error}", outcome=KubernetesOutcome.UNAVAILABLE) from error
+            raise _transport_error(error, timeout=self.settings.timeout) from error
         try:
             return _decode(response.data)
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
@@ -298,24 +296,37 @@ class KubernetesApi:
         return self._rng() * self._retry_policy.backoff_cap(failures)
 
 
+def _transport_error(error: Exception, *, timeout: float) -> _ApiError:
+    # urllib3 makes a refused connection a subclass of its connect timeout: rule that out first.
+    refused = isinstance(error, urllib3.exceptions.NewConnectionError)
+    if isinstance(error, urllib3.exceptions.TimeoutError) and not refused:
+        return _ApiError(f"Kubernetes API did not answer within {timeout:g} s", outcome=KubernetesOutcome.TIMEOUT)
+    return _ApiError(f"Kubernetes API is unreachable: {error}", outcome=KubernetesOutcome.UNAVAILABLE)
+
+
 def _decode(data: bytes) -> Any:
     return json.loads(data) if data else {}
 
 
 def _classify(error: ApiException) -> _ApiError:
     status = int(error.status or 0)
+    outcome = _outcome(status)
+    retry_after = _retry_after(error) if outcome in _TRANSIENT else None
     message = f"Kubernetes API answered {status or error.reason}: {_api_message(error)}"
-    if status == _TOO_MANY_REQUESTS:
-        return _ApiError(message, outcome=KubernetesOutcome.THROTTLED, status=status, retry_after=_retry_after(error))
+    return _ApiError(message, outcome=outcome, status=status, retry_after=retry_after)
+
+
+def _outcome(status: int) -> KubernetesOutcome:
     if status == 0:
         # The client raises these itself, e.g. for a TLS handshake that failed.
-        return _ApiError(message, outcome=KubernetesOutcome.UNAVAILABLE)
+        return KubernetesOutcome.UNAVAILABLE
+    if status == _TOO_MANY_REQUESTS:
+        return KubernetesOutcome.THROTTLED
     if status >= 500:
-        return _ApiError(
-            message, outcome=KubernetesOutcome.SERVER_ERROR, status=status, retry_after=_retry_after(error)
-        )
-    outcomes = {404: KubernetesOutcome.NOT_FOUND, 409: KubernetesOutcome.CONFLICT, 422: KubernetesOutcome.CONFLICT}
-    return _ApiError(message, outcome=outcomes.get(status, KubernetesOutcome.REJECTED), status=status)
+        return KubernetesOutcome.SERVER_ERROR
+    if status == 404:
+        return KubernetesOutcome.NOT_FOUND
+    return KubernetesOutcome.CONFLICT if status in _CONFLICTS else KubernetesOutcome.REJECTED
 
 
 def _api_message(error: ApiException) -> str:
@@ -530,7 +541,8 @@ class KubernetesEvents:
         self._api.metrics.count_kubernetes_event(EventOutcome.POSTED)
 
     def _event(self, *, regarding: ObjectRef, type_: str, reason: str, message: str) -> dict[str, Any]:
-        now = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Event timestamps have whole-second precision.
+        now = self._clock().replace(microsecond=0)
         involved = {
             "apiVersion": regarding.api_version,
             "kind": regarding.kind,

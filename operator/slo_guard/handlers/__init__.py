@@ -70,7 +70,8 @@ def run_operator(config: RuntimeConfig) -> int:
             namespaces=config.namespaces,
             standalone=config.standalone,
             priority=config.priority,
-            peering_name=config.peering_name,
+            # Naming a peering makes it mandatory in kopf, which would then wait for the peering CRD.
+            peering_name=None if config.standalone else config.peering_name,
             memo=kopf.Memo(config=config),
         )
     )

@@ -89,7 +89,7 @@ class Runtime:
         self.heartbeats = EvaluationHeartbeats()
         self.ready = False
         self._prometheus = PrometheusClient(config.prometheus, metrics=self.metrics)
-        self._kubernetes = KubernetesApi(load_api_client(), config.kubernetes, metrics=self.metrics)
+        self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
         self.reconciler = Reconciler(
             metrics=self._prometheus,
             workloads=DeploymentWorkloads(self._kubernetes),

@@ -1,0 +1,436 @@
+"""The operator end to end: `slo-guard run` against the API server, a real Prometheus, and synthetic services.
+
+SLOs here use a 1-minute window with a 90 % objective, so 100 % errors spend the budget in about 6 s and recovery
+takes about one window after the errors stop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import EVALUATION_INTERVAL, LATENCIES, World, wait_for
+from tests.support.exporter import SyntheticService, Traffic
+from tests.support.kube import deployment_manifest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
+
+SLO_API = "sloguard.io/v1alpha1"
+SLO_KIND = "ServiceLevelObjective"
+ACT_TIMEOUT = 60
+RECOVER_TIMEOUT = 150
+HEALTHY = Traffic(rps=40, error_ratio=0.0)
+FAILING = Traffic(rps=40, error_ratio=1.0)
+
+
+def slo(
+    name: str,
+    namespace: str,
+    service: SyntheticService,
+    *,
+    targets: list[dict[str, Any]],
+    policy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    instance = f'job="synthetic",instance="{service.target}"'
+    return {
+        "apiVersion": SLO_API,
+        "kind": SLO_KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "objective": 90,
+            "window": "1m",
+            "indicator": {
+                "ratio": {
+                    "errors": f'http_requests_total{{{instance},code="500"}}',
+                    "total": f"http_requests_total{{{instance}}}",
+                }
+            },
+            "evaluationInterval": f"{EVALUATION_INTERVAL:.0f}s",
+            "targets": targets,
+            "policy": policy or {"mode": "Enforce", "action": "Pause", "resumeAbove": 0.05},
+        },
+    }
+
+
+def deploy(world: World, namespace: str, name: str, **kwargs: Any) -> None:
+    world.kube.ensure_namespace(namespace)
+    world.kube.create_object(deployment_manifest(name, namespace=namespace, **kwargs))
+
+
+def deployment(world: World, namespace: str, name: str) -> dict[str, Any]:
+    body = world.get("apps/v1", "Deployment", name, namespace)
+    assert body is not None
+    return body
+
+
+def annotations(body: dict[str, Any]) -> dict[str, str]:
+    return dict(body["metadata"].get("annotations") or {})
+
+
+def slo_status(world: World, namespace: str, name: str) -> dict[str, Any]:
+    body = world.get(SLO_API, SLO_KIND, name, namespace)
+    return dict((body or {}).get("status") or {})
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((item for item in status.get("conditions") or [] if item["type"] == kind), {})
+
+
+def event_reasons(world: World, namespace: str, kind: str | None = None) -> list[str]:
+    events = world.objects("v1", "Event", namespace)
+    return [e["reason"] for e in events if kind is None or e["involvedObject"]["kind"] == kind]
+
+
+def is_paused(world: World, namespace: str, name: str) -> bool:
+    return bool(deployment(world, namespace, name)["spec"].get("paused"))
+
+
+def wait_healthy(world: World, namespace: str, name: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (s := slo_status(world, namespace, name)).get("state") == "Healthy" and s,
+        timeout=ACT_TIMEOUT,
+        what=f"{name} Healthy",
+    )
+
+
+def prometheus_shows_exhausted(world: World, service: SyntheticService) -> bool:
+    instance = f'job="synthetic",instance="{service.target}"'
+    errors = f'sum(rate(http_requests_total{{{instance},code="500"}}[1m]))'
+    rows = world.prometheus.query(f"{errors} / sum(rate(http_requests_total{{{instance}}}[1m]))")
+    return bool(rows) and rows[0][1] >= 0.1
+
+
+def exhaust_and_wait_paused(world: World, service: SyntheticService, namespace: str, name: str, scenario: str) -> None:
+    service.set(error_ratio=1.0)
+    wait_for(
+        lambda: prometheus_shows_exhausted(world, service),
+        timeout=ACT_TIMEOUT,
+        what="Prometheus to show exhaustion",
+        every=0.1,
+    )
+    shown = time.monotonic()
+    wait_for(lambda: is_paused(world, namespace, name), timeout=ACT_TIMEOUT, what=f"{name} paused", every=0.1)
+    LATENCIES.append((scenario, time.monotonic() - shown))
+
+
+def test_exhausted_budget_pauses_and_recovery_resumes(world: World) -> None:
+    namespace = "e2e-pause"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "checkout")
+    world.kube.create_object(slo("checkout", namespace, service, targets=[{"kind": "Deployment", "name": "checkout"}]))
+    status = wait_healthy(world, namespace, "checkout")
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "DataAvailable")["status"] == "True"
+
+    exhaust_and_wait_paused(world, service, namespace, "checkout", "pause")
+    paused = deployment(world, namespace, "checkout")
+    assert annotations(paused)["sloguard.io/paused-by"] == "checkout"
+    assert "sloguard.io/paused-at" in annotations(paused)
+    status = wait_for(
+        lambda: (s := slo_status(world, namespace, "checkout")).get("state") == "Exhausted" and s,
+        timeout=ACT_TIMEOUT,
+        what="Exhausted status",
+    )
+    assert condition(status, "BudgetExhausted")["status"] == "True"
+    assert condition(status, "ActionApplied")["status"] == "True"
+    assert status["targets"][0]["state"] == "Paused"
+
+    service.set(error_ratio=0.0)
+    wait_for(lambda: not is_paused(world, namespace, "checkout"), timeout=RECOVER_TIMEOUT, what="resume")
+    resumed = deployment(world, namespace, "checkout")
+    assert "sloguard.io/paused-by" not in annotations(resumed)
+    assert "sloguard.io/held" not in (resumed["metadata"].get("labels") or {})
+    status = slo_status(world, namespace, "checkout")
+    assert status["errorBudget"]["remaining"] > 0.05
+    assert [a["action"] for a in status["actions"]] == ["Pause", "Resume"]
+    reasons = event_reasons(world, namespace, "Deployment")
+    assert "Paused" in reasons
+    assert "Resumed" in reasons
+    if world.emulator is not None:
+        patches = world.emulator.requests(verb="patch", resource="deployments", namespace=namespace, name="checkout")
+        assert len(patches) == 2, "exactly one pause and one resume"
+
+
+def test_scale_action_restores_original_replicas(world: World) -> None:
+    namespace = "e2e-scale"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "search", replicas=5)
+    policy = {"mode": "Enforce", "action": "Scale", "scaleTo": 2, "resumeAbove": 0.05}
+    world.kube.create_object(
+        slo("search", namespace, service, targets=[{"kind": "Deployment", "name": "search"}], policy=policy)
+    )
+    wait_healthy(world, namespace, "search")
+    service.set(error_ratio=1.0)
+    wait_for(
+        lambda: deployment(world, namespace, "search")["spec"]["replicas"] == 2, timeout=ACT_TIMEOUT, what="scaled to 2"
+    )
+    assert annotations(deployment(world, namespace, "search"))["sloguard.io/original-replicas"] == "5"
+    service.set(error_ratio=0.0)
+    wait_for(
+        lambda: deployment(world, namespace, "search")["spec"]["replicas"] == 5,
+        timeout=RECOVER_TIMEOUT,
+        what="restored",
+    )
+    assert "sloguard.io/original-replicas" not in annotations(deployment(world, namespace, "search"))
+
+
+def test_dry_run_reports_but_never_writes_to_the_target(world: World) -> None:
+    namespace = "e2e-dryrun"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "cart")
+    before = deployment(world, namespace, "cart")["metadata"]["resourceVersion"]
+    policy = {"mode": "DryRun", "action": "Pause"}
+    world.kube.create_object(
+        slo("cart", namespace, service, targets=[{"kind": "Deployment", "name": "cart"}], policy=policy)
+    )
+    wait_healthy(world, namespace, "cart")
+    service.set(error_ratio=1.0)
+    status = wait_for(
+        lambda: (
+            (s := slo_status(world, namespace, "cart")).get("targets")
+            and s["targets"][0]["state"] == "WouldPause"
+            and s
+        ),
+        timeout=ACT_TIMEOUT,
+        what="WouldPause in status",
+    )
+    assert status["actions"][-1]["result"] == "DryRun"
+    time.sleep(3 * EVALUATION_INTERVAL)
+    service.set(error_ratio=0.0)
+    assert deployment(world, namespace, "cart")["metadata"]["resourceVersion"] == before
+    assert not is_paused(world, namespace, "cart")
+    if world.emulator is not None:
+        assert world.emulator.requests(verb="patch", resource="deployments", namespace=namespace) == []
+    assert "DryRun" in event_reasons(world, namespace, SLO_KIND)
+
+
+def test_human_pause_stays_after_recovery(world: World) -> None:
+    namespace = "e2e-human"
+    service = world.take_service(FAILING)
+    deploy(world, namespace, "payments")
+    world.kube.patch_object("apps/v1", "Deployment", "payments", {"spec": {"paused": True}}, namespace=namespace)
+    world.kube.create_object(slo("payments", namespace, service, targets=[{"kind": "Deployment", "name": "payments"}]))
+    status = wait_for(
+        lambda: (
+            (s := slo_status(world, namespace, "payments")).get("targets")
+            and s["targets"][0]["state"] == "PausedByOther"
+            and s
+        ),
+        timeout=ACT_TIMEOUT,
+        what="PausedByOther",
+    )
+    assert status["state"] == "Exhausted"
+    service.set(error_ratio=0.0)
+    wait_healthy(world, namespace, "payments")
+    time.sleep(3 * EVALUATION_INTERVAL)
+    assert is_paused(world, namespace, "payments"), "a human's pause is never undone"
+    assert "sloguard.io/paused-by" not in annotations(deployment(world, namespace, "payments"))
+    assert "PausedByOther" in event_reasons(world, namespace, SLO_KIND)
+
+
+def test_two_slos_share_a_deployment_and_the_last_one_resumes(world: World) -> None:
+    namespace = "e2e-shared"
+    first, second = world.take_service(HEALTHY), world.take_service(HEALTHY)
+    deploy(world, namespace, "frontend")
+    target = [{"kind": "Deployment", "name": "frontend"}]
+    world.kube.create_object(slo("frontend-errors", namespace, first, targets=target))
+    world.kube.create_object(slo("frontend-backend", namespace, second, targets=target))
+    wait_healthy(world, namespace, "frontend-errors")
+    first.set(error_ratio=1.0)
+    second.set(error_ratio=1.0)
+    wait_for(
+        lambda: (
+            annotations(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by")
+            == "frontend-backend,frontend-errors"
+        ),
+        timeout=ACT_TIMEOUT,
+        what="both SLOs holding the pause",
+    )
+    first.set(error_ratio=0.0)
+    wait_for(
+        lambda: (
+            annotations(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by") == "frontend-backend"
+        ),
+        timeout=RECOVER_TIMEOUT,
+        what="first SLO releasing",
+    )
+    assert is_paused(world, namespace, "frontend"), "the other SLO still holds it"
+    second.set(error_ratio=0.0)
+    wait_for(lambda: not is_paused(world, namespace, "frontend"), timeout=RECOVER_TIMEOUT, what="resume after both")
+
+
+def test_override_annotation_lets_rollouts_through(world: World) -> None:
+    namespace = "e2e-override"
+    service = world.take_service(FAILING)
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    deploy(world, namespace, "hotfix", annotations={"sloguard.io/override-until": until})
+    world.kube.create_object(slo("hotfix", namespace, service, targets=[{"kind": "Deployment", "name": "hotfix"}]))
+    status = wait_for(
+        lambda: (
+            (s := slo_status(world, namespace, "hotfix")).get("targets")
+            and s["targets"][0]["state"] == "Overridden"
+            and s
+        ),
+        timeout=ACT_TIMEOUT,
+        what="Overridden",
+    )
+    assert status["state"] == "Exhausted"
+    assert not is_paused(world, namespace, "hotfix")
+    assert "OverrideActive" in event_reasons(world, namespace, "Deployment")
+    service.set(error_ratio=0.0)
+
+
+def test_zero_traffic_takes_no_action(world: World) -> None:
+    namespace = "e2e-idle"
+    service = world.take_service(Traffic(rps=0))
+    deploy(world, namespace, "batch")
+    world.kube.create_object(slo("batch", namespace, service, targets=[{"kind": "Deployment", "name": "batch"}]))
+    status = wait_for(
+        lambda: (s := slo_status(world, namespace, "batch")).get("reason") == "NoTraffic" and s,
+        timeout=ACT_TIMEOUT,
+        what="NoTraffic",
+    )
+    assert status["state"] == "Unknown"
+    assert condition(status, "DataAvailable")["status"] == "False"
+    assert condition(status, "DataAvailable")["reason"] == "NoTraffic"
+    time.sleep(3 * EVALUATION_INTERVAL)
+    assert not is_paused(world, namespace, "batch")
+    if world.emulator is not None:
+        assert world.emulator.requests(verb="patch", resource="deployments", namespace=namespace) == []
+
+
+def test_deleting_an_slo_releases_its_pause(world: World) -> None:
+    namespace = "e2e-delete"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "orders")
+    world.kube.create_object(slo("orders", namespace, service, targets=[{"kind": "Deployment", "name": "orders"}]))
+    wait_healthy(world, namespace, "orders")
+    exhaust_and_wait_paused(world, service, namespace, "orders", "delete")
+    world.kube.delete_object(SLO_API, SLO_KIND, "orders", namespace=namespace)
+    wait_for(lambda: world.get(SLO_API, SLO_KIND, "orders", namespace) is None, timeout=ACT_TIMEOUT, what="SLO gone")
+    assert not is_paused(world, namespace, "orders"), "the finalizer undid the pause"
+    assert "sloguard.io/paused-by" not in annotations(deployment(world, namespace, "orders"))
+    service.set(error_ratio=0.0)
+
+
+def test_hpa_managed_deployment_is_not_scaled(world: World) -> None:
+    namespace = "e2e-hpa"
+    service = world.take_service(FAILING)
+    deploy(world, namespace, "api", replicas=3)
+    world.kube.create_object(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "api", "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+                "minReplicas": 2,
+                "maxReplicas": 10,
+            },
+        }
+    )
+    policy = {"mode": "Enforce", "action": "Scale", "scaleTo": 1}
+    world.kube.create_object(
+        slo("api", namespace, service, targets=[{"kind": "Deployment", "name": "api"}], policy=policy)
+    )
+    status = wait_for(
+        lambda: (
+            (s := slo_status(world, namespace, "api")).get("targets") and s["targets"][0]["state"] == "Refused" and s
+        ),
+        timeout=ACT_TIMEOUT,
+        what="Refused",
+    )
+    assert condition(status, "ActionApplied")["reason"] == "AutoscalerPresent"
+    assert deployment(world, namespace, "api")["spec"]["replicas"] == 3
+    service.set(error_ratio=0.0)
+
+
+def test_a_target_in_another_namespace_cannot_be_named(world: World) -> None:
+    namespace, other = "e2e-tenant", "e2e-victim"
+    service = world.take_service(FAILING)
+    deploy(world, other, "bank")
+    world.kube.ensure_namespace(namespace)
+    bad = slo("escape", namespace, service, targets=[{"kind": "Deployment", "name": "bank", "namespace": other}])
+    try:
+        world.kube.create_object(bad)
+    except Exception:
+        return
+    status = wait_for(
+        lambda: (s := slo_status(world, namespace, "escape")).get("reason") == "InvalidSpec" and s,
+        timeout=ACT_TIMEOUT,
+        what="InvalidSpec",
+    )
+    assert condition(status, "Ready")["status"] == "False"
+    assert "spec.targets[0].namespace" in condition(status, "Ready")["message"]
+    assert "InvalidSpec" in event_reasons(world, namespace, SLO_KIND)
+    time.sleep(3 * EVALUATION_INTERVAL)
+    assert not is_paused(world, other, "bank")
+    service.set(error_ratio=0.0)
+
+
+def test_prometheus_outage_holds_everything_then_service_resumes(world: World) -> None:
+    namespace = "e2e-outage"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "ledger")
+    world.kube.create_object(slo("ledger", namespace, service, targets=[{"kind": "Deployment", "name": "ledger"}]))
+    wait_healthy(world, namespace, "ledger")
+    exhaust_and_wait_paused(world, service, namespace, "ledger", "outage")
+    service.set(error_ratio=0.0)
+    emulator = world.emulator
+    if emulator is not None:
+        emulator.clear_requests()
+    world.prometheus.stop()
+    try:
+        status = wait_for(
+            lambda: (s := slo_status(world, namespace, "ledger")).get("reason") == "PrometheusUnavailable" and s,
+            timeout=ACT_TIMEOUT,
+            what="PrometheusUnavailable",
+        )
+        assert condition(status, "DataAvailable")["status"] == "False"
+        time.sleep(5 * EVALUATION_INTERVAL)
+        assert is_paused(world, namespace, "ledger"), "Unknown holds the current state"
+        if emulator is not None:
+            assert emulator.writes_to("deployments") == [], "no target writes while Prometheus is down"
+    finally:
+        world.prometheus.start()
+    wait_for(
+        lambda: condition(slo_status(world, namespace, "ledger"), "DataAvailable").get("status") == "True",
+        timeout=ACT_TIMEOUT,
+        what="DataAvailable again",
+    )
+
+
+def test_restart_between_acting_and_writing_status_converges_with_one_action(world: World) -> None:
+    emulator = world.need_emulator()
+    namespace = "e2e-restart"
+    service = world.take_service(HEALTHY)
+    deploy(world, namespace, "inventory")
+    world.kube.create_object(
+        slo("inventory", namespace, service, targets=[{"kind": "Deployment", "name": "inventory"}])
+    )
+    wait_healthy(world, namespace, "inventory")
+    emulator.fail_next(
+        status=500,
+        verb="patch",
+        resource="servicelevelobjectives",
+        namespace=namespace,
+        subresource="status",
+        count=1000,
+    )
+    service.set(error_ratio=1.0)
+    wait_for(lambda: is_paused(world, namespace, "inventory"), timeout=ACT_TIMEOUT, what="paused")
+    world.operator.kill()
+    emulator.clear_faults()
+    world.operator.start()
+    wait_for(
+        lambda: (
+            (s := slo_status(world, namespace, "inventory")).get("state") == "Exhausted"
+            and s["targets"][0]["state"] == "Paused"
+        ),
+        timeout=ACT_TIMEOUT,
+        what="status after restart",
+    )
+    pauses = emulator.requests(verb="patch", resource="deployments", namespace=namespace, name="inventory")
+    assert len(pauses) == 1, "the restarted operator read the pause from the Deployment and did not pause again"
+    service.set(error_ratio=0.0)
