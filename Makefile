@@ -25,7 +25,7 @@ test: lint $(PROMETHEUS_DIR)/usr/bin/prometheus
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
-	$(BIN)/python -m demo
+	PYTHONPATH=$(CURDIR) $(BIN)/python scripts/demo.py
 
 bench: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
 	$(BIN)/python benchmarks/scale.py

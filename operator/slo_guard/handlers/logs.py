@@ -21,8 +21,13 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+            # Only plain values: kopf attaches whole settings objects that would bloat every line.
+            if (
+                key not in _STANDARD_ATTRIBUTES
+                and not key.startswith("_")
+                and isinstance(value, str | int | float | bool)
+            ):
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
