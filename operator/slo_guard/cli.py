@@ -20,6 +20,7 @@ from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.model import Objective
+from slo_guard.domain.rules import DEFAULT_RUNBOOK_BASE, prometheus_rule, rule_file
 from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "rules":
+            return _rules(args)
         if args.command == "run":
             return _run(args)
         parser.print_help()
@@ -71,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--at", type=_parse_time, default=None, help="evaluation time: RFC 3339 or unix seconds")
     evaluate.add_argument("--output", "-o", choices=("table", "json"), default="table")
     add_settings(evaluate, PROMETHEUS_SETTINGS)
+
+    rules = commands.add_parser("rules", help="print Prometheus recording and alerting rules for SLO files")
+    rules.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    rules.add_argument(
+        "--format",
+        choices=("rules", "prometheusrule"),
+        default="rules",
+        help="a Prometheus rule file, or a prometheus-operator PrometheusRule object",
+    )
+    rules.add_argument("--name", default="slo-guard-rules", help="PrometheusRule name")
+    rules.add_argument("--namespace", default="monitoring", help="PrometheusRule namespace")
+    rules.add_argument("--runbook-base", default=DEFAULT_RUNBOOK_BASE, help="runbook URL the alerts link to")
+    add_settings(rules, [setting for setting in PROMETHEUS_SETTINGS if setting.name == "min_step"])
 
     run = commands.add_parser("run", help="run the operator")
     run.add_argument(
@@ -241,6 +257,21 @@ def _table(rows: Sequence[tuple[Objective, Evaluation]]) -> str:
 
 def _percent(value: float | None, decimals: int) -> str:
     return "-" if value is None else f"{value * 100:.{decimals}f}%"
+
+
+def _rules(args: argparse.Namespace) -> int:
+    objectives = [item.objective for item in load_objectives(args.files, min_step=args.min_step)]
+    try:
+        if args.format == "prometheusrule":
+            document = prometheus_rule(
+                objectives, name=args.name, namespace=args.namespace, runbook_base=args.runbook_base
+            )
+        else:
+            document = rule_file(objectives, runbook_base=args.runbook_base)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    print(yaml.safe_dump(document, sort_keys=False, width=1_000_000), end="")
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
