@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from tests.support.exporter import SyntheticService, Traffic
 from tests.support.kube import KubeClient, deployment_manifest, write_kubeconfig
 from tests.support.prometheus import PrometheusServer, free_port

@@ -9,6 +9,7 @@ from typing import Any
 
 import promql_parser
 import pytest
+from tests.support.prometheus import REPO_ROOT, PrometheusQueryFailed, PrometheusServer
 
 from slo_guard.adapters.resilience import BreakerState
 from slo_guard.domain.evaluation_types import State
@@ -17,7 +18,6 @@ from slo_guard.domain.rules import rule_file
 from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers
 from slo_guard.telemetry import OperatorMetrics
-from tests.support.prometheus import REPO_ROOT, PrometheusQueryFailed, PrometheusServer
 
 DASHBOARD = json.loads((REPO_ROOT / "dashboards" / "slo-guard.json").read_text(encoding="utf-8"))
 GRAFANA_VARIABLES = {"$namespace": ".*", "$slo": ".*", "$__rate_interval": "1m", "$__interval": "1m"}

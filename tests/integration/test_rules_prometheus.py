@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.exporter import SyntheticService, Traffic
+from tests.support.openmetrics import PiecewiseRate
+from tests.support.prometheus import PrometheusServer, prometheus_bin
 
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.domain.durations import format_duration
@@ -42,9 +45,6 @@ from slo_guard.domain.rules import (
 from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers, required_windows
 from slo_guard.service.evaluation import EvaluationSettings, measure
-from tests.support.exporter import SyntheticService, Traffic
-from tests.support.openmetrics import PiecewiseRate
-from tests.support.prometheus import PrometheusServer, prometheus_bin
 
 pytestmark = pytest.mark.prometheus
 

@@ -168,6 +168,10 @@ def _json_line(event: Body) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
 
+def _unchanged(event: Body) -> Body:
+    return event
+
+
 def _error_response(error: ApiError) -> aiohttp.web.Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return aiohttp.web.json_response(error.status(), status=error.code, headers=headers)
@@ -449,10 +453,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     def _object_call(self, request: kmock.Request, call: ApiCall, resource_type: ResourceType, name: str) -> Body:
         store, namespace, subresource = self.store, call.namespace, call.subresource
         if subresource == "scale":
-            if call.verb == "get":
-                return store.get_scale(resource_type, namespace, name)
-            content_type = _content_type(request) if call.verb == "patch" else None
-            return store.write_scale(resource_type, namespace, name, content_type=content_type, body=request.data)
+            return self._scale_call(request, call, resource_type, name)
         if call.verb == "get":
             obj = store.get(resource_type, namespace, name)
             return self._maybe_table(request, resource_type, [obj]) or obj
@@ -466,6 +467,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if call.verb == "delete":
             return store.delete(resource_type, namespace, name, options=request.data or {})
         raise ApiError(405, f"{call.method} is not supported here")
+
+    def _scale_call(self, request: kmock.Request, call: ApiCall, resource_type: ResourceType, name: str) -> Body:
+        if call.verb == "get":
+            return self.store.get_scale(resource_type, call.namespace, name)
+        if call.verb not in ("update", "patch"):
+            raise ApiError(405, f"{call.method} is not supported on the scale subresource")
+        content_type = (_content_type(request) or "") if call.verb == "patch" else None
+        return self.store.write_scale(resource_type, call.namespace, name, content_type=content_type, body=request.data)
 
     def _selectors(
         self, call: ApiCall, resource_type: ResourceType
@@ -534,17 +543,34 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return response
         if initial_events and call.params.get("allowWatchBookmarks") == "true":
             initial.append(self._bookmark(resource_type))
+        render: Callable[[Body], Body] = _unchanged
+        if wants_table(request.headers.get("Accept", "")):
+            render = functools.partial(self._table_event, resource_type)
         try:
             for event in initial:
-                await response.write(_json_line(event))
-            await self._pump(response, watcher, timeout)
+                await response.write(_json_line(render(event)))
+            await self._pump(response, watcher, timeout, render)
         except ConnectionError:
             pass  # the client went away
         finally:
             self.store.unwatch(watcher)
         return response
 
-    async def _pump(self, response: aiohttp.web.StreamResponse, watcher: Watcher, lifetime: int | None) -> None:
+    def _table_event(self, resource_type: ResourceType, event: Body) -> Body:
+        """`kubectl get -w` asks for Table events: one row per changed object."""
+        if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+            return event
+        version = event["object"]["metadata"]["resourceVersion"]
+        table = to_table(resource_type, [event["object"]], now=self.clock(), resource_version=version)
+        return {"type": event["type"], "object": table}
+
+    async def _pump(
+        self,
+        response: aiohttp.web.StreamResponse,
+        watcher: Watcher,
+        lifetime: int | None,
+        render: Callable[[Body], Body],
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if not lifetime else loop.time() + lifetime
         while True:
@@ -555,7 +581,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
                 return
             if event is None:
                 return
-            await response.write(_json_line(event))
+            await response.write(_json_line(render(event)))
 
     # The private control API for tests that run the emulator in another process (see kube.EmulatorClient).
 

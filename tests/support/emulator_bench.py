@@ -1,7 +1,8 @@
 """The emulator's own per-request cost, next to kmock 0.8's stock KubernetesEmulator, in one run.
 
 `python -m tests.support.emulator_bench` prints median milliseconds of a GET and a merge PATCH of one Deployment
-(300 stored) after a number of requests already served, over keep-alive HTTP from another thread (as an operator
+(300 stored; also of an SLO and its /status, validated against crds/servicelevelobjectives.yaml) after a number
+of requests already served, over keep-alive HTTP from another thread (as an operator
 under test would call it). The figures go into docs/emulator.md; no test asserts on them.
 """
 
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import kmock
@@ -24,32 +26,55 @@ from tests.support.emulator import running_emulator
 from tests.support.kube import deployment_manifest
 
 NAMESPACE = "bench"
+DEPLOYMENT_PATH = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/web-0"
+SLO_PATH = f"/apis/sloguard.io/v1alpha1/namespaces/{NAMESPACE}/servicelevelobjectives/slo-0"
+PROJECT_CRD = Path(__file__).parents[2] / "crds" / "servicelevelobjectives.yaml"
+Patcher = Callable[[str, int], tuple[str, Any]]
+
+
+def _label_patch(path: str, index: int) -> tuple[str, Any]:
+    return path, {"metadata": {"labels": {"n": str(index)}}}
+
+
+def _status_patch(path: str, index: int) -> tuple[str, Any]:
+    return f"{path}/status", {"status": {"state": "Healthy", "sli": 0.999 - index / 1e6}}
+
+
+def _slo(index: int) -> dict[str, Any]:
+    ratio = {"errors": 'http_requests_total{code=~"5.."}', "total": "http_requests_total"}
+    return {
+        "apiVersion": "sloguard.io/v1alpha1",
+        "kind": "ServiceLevelObjective",
+        "metadata": {"name": f"slo-{index}", "namespace": NAMESPACE},
+        "spec": {"objective": 99.9, "window": "30d", "indicator": {"ratio": ratio}},
+    }
 
 
 class _Bench:
     """Keep-alive requests to one server, counting how many it has served."""
 
-    def __init__(self, url: str, *, samples: int) -> None:
+    def __init__(self, url: str, *, samples: int, path: str = DEPLOYMENT_PATH, patch: Patcher = _label_patch) -> None:
         parsed = yarl.URL(url)
         self._connection = http.client.HTTPConnection(parsed.host or "127.0.0.1", parsed.port, timeout=600)
         self._samples = samples
-        self._path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/web-0"
+        self._path = path
+        self._patch = patch
         self.served = 0
 
-    def _call(self, method: str, body: Any = None) -> None:
+    def _call(self, method: str, path: str, body: Any = None) -> None:
         headers = {"Content-Type": "application/merge-patch+json"} if body is not None else {}
         payload = None if body is None else json.dumps(body)
-        self._connection.request(method, self._path, body=payload, headers=headers)
+        self._connection.request(method, path, body=payload, headers=headers)
         response = self._connection.getresponse()
         response.read()
         self.served += 1
         if response.status >= 400:
-            raise RuntimeError(f"{method} {self._path}: HTTP {response.status}")
+            raise RuntimeError(f"{method} {path}: HTTP {response.status}")
 
     def serve_until(self, count: int) -> None:
         """Send GETs until the server has served `count` requests."""
         while self.served < count:
-            self._call("GET")
+            self._call("GET", self._path)
 
     def _median_ms(self, action: Callable[[int], None]) -> float:
         durations = []
@@ -62,8 +87,8 @@ class _Bench:
     def measure(self) -> tuple[int, float, float]:
         """(requests served before, GET median ms, PATCH median ms)."""
         before = self.served
-        get_ms = self._median_ms(lambda _: self._call("GET"))
-        patch_ms = self._median_ms(lambda index: self._call("PATCH", {"metadata": {"labels": {"n": str(index)}}}))
+        get_ms = self._median_ms(lambda _: self._call("GET", self._path))
+        patch_ms = self._median_ms(lambda index: self._call("PATCH", *self._patch(self._path, index)))
         return before, get_ms, patch_ms
 
 
@@ -117,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         emulator["patch widgets"] << 500  # plain-criteria kmock reactions: matched without scanning the log
         emulator["list leases"] << {"items": []}
         print(_row("KubeEmulator + 2 kmock reactions", bench.measure()))
+    with running_emulator(crds=[PROJECT_CRD]) as emulator:
+        for index in range(args.stored):
+            emulator.create_object(_slo(index))
+        bench = _Bench(str(emulator.url), samples=args.samples, path=SLO_PATH, patch=_status_patch)
+        print(_row("KubeEmulator, SLO GET and status PATCH (schema-checked)", bench.measure()))
     with _stock_kmock(args.stored) as url:
         bench = _Bench(url, samples=max(args.samples // 5, 5))
         for checkpoint in (0, 250, 500):

@@ -200,11 +200,12 @@ class KubeClient:
         namespace: str | None = None,
         params: Mapping[str, Any] | None = None,
         read_timeout: float = 10.0,
+        accept: str = "application/json",
     ) -> WatchStream:
         """Open a watch (`params` adds resourceVersion, labelSelector, timeoutSeconds, ...)."""
         query = _query({"watch": "true", **(params or {})})
         url = self.base_url + self.path(api_version, kind, namespace=namespace) + query
-        return WatchStream(url, read_timeout=read_timeout)
+        return WatchStream(url, read_timeout=read_timeout, accept=accept)
 
     def ensure_namespace(self, name: str) -> None:
         """Create the namespace unless it exists."""
@@ -218,8 +219,8 @@ class KubeClient:
 class WatchStream:
     """An open watch: read its events one at a time (blocking, bounded by a socket read timeout)."""
 
-    def __init__(self, url: str, *, read_timeout: float) -> None:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    def __init__(self, url: str, *, read_timeout: float, accept: str = "application/json") -> None:
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http only)
         self._response = urllib.request.urlopen(request, timeout=read_timeout)  # noqa: S310 (http only)
 
