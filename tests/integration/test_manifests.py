@@ -1,0 +1,453 @@
+"""manifests/ as a cluster would receive it: rendered by `kubectl kustomize`, validated, and held to least privilege.
+
+No API server here: built-in objects are checked against Kubernetes 1.32's schemas (kubernetes-validate, strict),
+custom resources for a CRD (with the right scope) in the same install, and RBAC, Pod Security and the NetworkPolicy
+field by field.
+Example SLOs against the CRD: tests/unit/test_crd_schema.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from slo_guard.config import OPERATOR_SETTINGS
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+TREES = {
+    "base": MANIFESTS,
+    "namespaced": MANIFESTS / "overlays" / "namespaced",
+    "prometheus-operator": MANIFESTS / "overlays" / "prometheus-operator",
+}
+KUBERNETES_VERSION = "1.32"
+OPERATOR = "slo-guard"
+SLO_CRD = "servicelevelobjectives.yaml"
+FOREIGN_CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
+"""Custom resources whose CRD another project installs (the Prometheus Operator)."""
+NAMESPACED_MODE_CLUSTER_KINDS = {"Namespace", "CustomResourceDefinition"}
+PROMETHEUS_RULES = "prometheusrule.yaml"
+
+INSTALL_DOC = ROOT / "docs" / "install.md"
+DOC_BASE_PATH = "../slo-guard/manifests"
+"""Where install.md's example kustomization expects slo-guard's manifests/."""
+
+Object = dict[str, Any]
+Tree = str | Path
+"""A name from TREES, or any directory holding a kustomization."""
+Grant = tuple[str, str, str, str | None]
+"""(apiGroup, resource, verb, resourceName or None for any)."""
+
+
+def _setting(name: str) -> Any:
+    return next(setting.default for setting in OPERATOR_SETTINGS if setting.name == name)
+
+
+PEERING_NAME: str = _setting("peering_name")
+HEALTH_PORT: int = _setting("health_port")
+
+
+def _grants(peering_resource: str) -> set[Grant]:
+    """Every request slo-guard and kopf make, one grant per line; peering writes only to the named object."""
+    return {
+        ("sloguard.io", "servicelevelobjectives", "get", None),
+        ("sloguard.io", "servicelevelobjectives", "list", None),
+        ("sloguard.io", "servicelevelobjectives", "watch", None),
+        ("sloguard.io", "servicelevelobjectives", "patch", None),
+        ("sloguard.io", "servicelevelobjectives/status", "patch", None),
+        ("apps", "deployments", "get", None),
+        ("apps", "deployments", "list", None),
+        ("apps", "deployments", "patch", None),
+        ("autoscaling", "horizontalpodautoscalers", "list", None),
+        ("", "events", "create", None),
+        ("kopf.dev", peering_resource, "list", None),
+        ("kopf.dev", peering_resource, "watch", None),
+        ("kopf.dev", peering_resource, "get", PEERING_NAME),
+        ("kopf.dev", peering_resource, "patch", PEERING_NAME),
+    }
+
+
+@functools.cache
+def render(tree: Tree) -> tuple[Object, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not on PATH; it renders the kustomizations offline")
+    path = TREES[tree] if isinstance(tree, str) else tree
+    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+
+
+def objects(tree: Tree, kind: str) -> list[Object]:
+    return [item for item in render(tree) if item["kind"] == kind]
+
+
+def one(tree: Tree, kind: str) -> Object:
+    (item,) = objects(tree, kind)
+    return item
+
+
+def container(tree: Tree) -> Object:
+    only: Object
+    (only,) = one(tree, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def watched_namespaces(tree: Tree) -> list[str]:
+    args = container(tree).get("args") or []
+    return [value for flag, value in itertools.pairwise(args) if flag in {"--namespace", "-n"}]
+
+
+# Rendering and schemas
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_renders_offline_with_no_flags(tree: str) -> None:
+    kinds = {item["kind"] for item in render(tree)}
+    assert {"Namespace", "CustomResourceDefinition", "ServiceAccount", "Deployment", "Service"} <= kinds
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_built_in_objects_pass_strict_schema_validation(tree: str) -> None:
+    custom_kinds = _custom_kinds(tree)
+    for item in render(tree):
+        if item["kind"] not in custom_kinds:
+            kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_custom_resources_have_their_crd_in_the_same_install(tree: str) -> None:
+    served = {
+        (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]): crd["spec"]["scope"]
+        for crd in objects(tree, "CustomResourceDefinition")
+        for version in crd["spec"]["versions"]
+        if version["served"]
+    }
+    for item in render(tree):
+        if item["kind"] in _custom_kinds(tree) - FOREIGN_CUSTOM_KINDS:
+            scope = served[(item["apiVersion"], item["kind"])]
+            assert ("namespace" in item["metadata"]) == (scope == "Namespaced"), item["metadata"]
+
+
+def _custom_kinds(tree: Tree) -> set[str]:
+    return {crd["spec"]["names"]["kind"] for crd in objects(tree, "CustomResourceDefinition")} | FOREIGN_CUSTOM_KINDS
+
+
+def test_shipped_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
+    source = (ROOT / "crds" / SLO_CRD).read_bytes()
+    copy = (MANIFESTS / "crds" / SLO_CRD).read_bytes()
+    assert copy == source, f"manifests/crds/{SLO_CRD} is stale: cp crds/{SLO_CRD} manifests/crds/{SLO_CRD}"
+
+
+@pytest.mark.parametrize(("plural", "scope"), [("clusterkopfpeerings", "Cluster"), ("kopfpeerings", "Namespaced")])
+def test_peering_crds_are_the_ones_kopf_watches(plural: str, scope: str) -> None:
+    crds = {crd["metadata"]["name"]: crd for crd in objects("base", "CustomResourceDefinition")}
+    crd = crds[f"{plural}.kopf.dev"]
+    assert (crd["spec"]["group"], crd["spec"]["names"]["plural"], crd["spec"]["scope"]) == ("kopf.dev", plural, scope)
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1"
+    # With a status subresource kopf would patch /status, which the RBAC rules do not grant.
+    assert "status" not in version.get("subresources", {})
+
+
+# RBAC
+
+
+def _rules(tree: str) -> Iterator[tuple[str, Object]]:
+    for role in objects(tree, "ClusterRole") + objects(tree, "Role"):
+        for rule in role["rules"]:
+            yield role["metadata"]["name"], rule
+
+
+def _granted(role: Object) -> set[Grant]:
+    return {
+        (group, resource, verb, name)
+        for rule in role["rules"]
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames") or [None]
+    }
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_no_wildcards_no_secrets_no_raw_urls(tree: str) -> None:
+    for role, rule in _rules(tree):
+        for key in ("apiGroups", "resources", "verbs", "resourceNames"):
+            assert "*" not in rule.get(key, []), f"{role}: wildcard in {key}"
+        assert "secrets" not in rule.get("resources", []), f"{role} grants secrets"
+        assert "nonResourceURLs" not in rule, f"{role} grants raw URLs"
+
+
+def test_cluster_role_grants_exactly_what_the_operator_uses() -> None:
+    assert _granted(one("base", "ClusterRole")) == _grants("clusterkopfpeerings")
+
+
+def test_namespaced_roles_grant_exactly_what_the_operator_uses() -> None:
+    roles = objects("namespaced", "Role")
+    assert roles
+    for role in roles:
+        assert _granted(role) == _grants("kopfpeerings"), role["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize(
+    ("tree", "binding_kind", "role_kind"),
+    [
+        ("base", "ClusterRoleBinding", "ClusterRole"),
+        ("namespaced", "RoleBinding", "Role"),
+    ],
+)
+def test_bindings_give_the_roles_to_the_operators_service_account(tree: str, binding_kind: str, role_kind: str) -> None:
+    deployment = one(tree, "Deployment")
+    account = {
+        "kind": "ServiceAccount",
+        "name": deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        "namespace": deployment["metadata"]["namespace"],
+    }
+    roles = {(role["metadata"]["name"], role["metadata"].get("namespace")) for role in objects(tree, role_kind)}
+    bindings = objects(tree, binding_kind)
+    assert len(bindings) == len(roles)
+    for binding in bindings:
+        assert binding["subjects"] == [account]
+        assert binding["roleRef"]["kind"] == role_kind
+        assert (binding["roleRef"]["name"], binding["metadata"].get("namespace")) in roles
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
+    cluster_scoped = {item["kind"] for item in render("namespaced") if "namespace" not in item["metadata"]}
+    assert cluster_scoped == NAMESPACED_MODE_CLUSTER_KINDS
+
+
+def test_namespaced_mode_has_a_role_and_a_peering_in_every_watched_namespace() -> None:
+    namespaces = watched_namespaces("namespaced")
+    assert namespaces == ["shop"]
+    for kind in ("Role", "RoleBinding", "KopfPeering"):
+        assert sorted(item["metadata"]["namespace"] for item in objects("namespaced", kind)) == namespaces, kind
+    assert {item["metadata"]["name"] for item in objects("namespaced", "KopfPeering")} == {PEERING_NAME}
+
+
+def test_cluster_mode_watches_everything_and_peers_cluster_wide() -> None:
+    assert watched_namespaces("base") == []
+    assert one("base", "ClusterKopfPeering")["metadata"]["name"] == PEERING_NAME
+    assert objects("base", "KopfPeering") == []
+
+
+# The operator's pod
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_pod_meets_the_restricted_pod_security_standard(tree: str) -> None:
+    pod = one(tree, "Deployment")["spec"]["template"]["spec"]
+    context = pod.get("securityContext", {}) | container(tree).get("securityContext", {})
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == 65532
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context.get("privileged", False) is False
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & {key for key, value in pod.items() if value}
+    assert all("hostPort" not in port for port in container(tree).get("ports", []))
+    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_root_filesystem_is_read_only_with_a_writable_tmp(tree: str) -> None:
+    assert container(tree)["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {volume["name"]: volume for volume in one(tree, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    (tmp,) = [mount for mount in container(tree)["volumeMounts"] if mount["mountPath"] == "/tmp"]
+    assert "emptyDir" in volumes[tmp["name"]]
+
+
+def test_runs_as_the_images_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    user = next(line.split()[1] for line in dockerfile if line.startswith("USER "))
+    assert user.split(":")[0] == str(container("base")["securityContext"]["runAsUser"])
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_probes_hit_healthz_and_readyz_on_the_health_port(tree: str) -> None:
+    main = container(tree)
+    ports = {port["name"]: port["containerPort"] for port in main["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = main[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports.get(get["port"], get["port"]) == HEALTH_PORT
+
+
+def test_one_replica_replaced_with_recreate_and_a_stable_peer_identity() -> None:
+    """kopf pauses every peer of equal priority: a second replica would halt enforcement (docs/install.md)."""
+    spec = one("base", "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    env = {item["name"]: item for item in container("base")["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_pod_uses_its_token_has_resource_bounds_and_runs_this_release() -> None:
+    pod = one("base", "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    resources = container("base")["resources"]
+    assert {"cpu", "memory"} <= resources["requests"].keys()
+    assert {"cpu", "memory"} <= resources["limits"].keys()
+    version = _project_version()
+    assert container("base")["image"].endswith(f":{version}"), "the image tag should be the released version"
+
+
+def _project_version() -> str:
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
+
+
+# Network
+
+
+def _peers_and_ports(rules: list[Object], peer_key: str) -> set[tuple[str, str, int]]:
+    allowed = set()
+    for rule in rules:
+        for peer in rule.get(peer_key) or [None]:
+            for port in rule["ports"]:
+                allowed.add((_peer(peer), port.get("protocol", "TCP"), port["port"]))
+    return allowed
+
+
+def _peer(peer: Object | None) -> str:
+    if peer is None:
+        return "anywhere"
+    if peer.keys() == {"namespaceSelector"} and peer["namespaceSelector"].keys() == {"matchLabels"}:
+        return f"namespace {peer['namespaceSelector']['matchLabels']['kubernetes.io/metadata.name']}"
+    return repr(peer)
+
+
+def _prometheus(tree: Tree = "base") -> tuple[str, str, int]:
+    env = {item["name"]: item.get("value") for item in container(tree)["env"]}
+    url = urlsplit(env["SLO_GUARD_PROMETHEUS_URL"])
+    assert url.hostname is not None
+    namespace = url.hostname.split(".")[1]
+    return f"namespace {namespace}", "TCP", url.port or (443 if url.scheme == "https" else 80)
+
+
+def test_network_policy_selects_the_operator_and_limits_both_directions() -> None:
+    policy = one("base", "NetworkPolicy")["spec"]
+    pod_labels = one("base", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+
+
+def test_network_policy_lets_in_only_the_metrics_and_probe_port() -> None:
+    assert _peers_and_ports(one("base", "NetworkPolicy")["spec"]["ingress"], "from") == {
+        ("anywhere", "TCP", HEALTH_PORT)
+    }
+
+
+def test_network_policy_lets_out_only_the_api_server_prometheus_and_dns() -> None:
+    assert _peers_and_ports(one("base", "NetworkPolicy")["spec"]["egress"], "to") == {
+        ("anywhere", "TCP", 443),
+        ("anywhere", "TCP", 6443),
+        ("namespace kube-system", "UDP", 53),
+        ("namespace kube-system", "TCP", 53),
+        _prometheus(),
+    }
+    assert _prometheus() == ("namespace monitoring", "TCP", 9090)
+
+
+def test_metrics_service_reaches_the_pod_port() -> None:
+    service = one("base", "Service")["spec"]
+    pod_labels = one("base", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= pod_labels.items()
+    (port,) = service["ports"]
+    assert port["name"] == "http-metrics"
+    assert port["targetPort"] in {item["name"] for item in container("base")["ports"]}
+
+
+# Prometheus Operator overlay
+
+
+def _ids(tree: Tree) -> set[tuple[str, str, str | None]]:
+    return {(item["kind"], item["metadata"]["name"], item["metadata"].get("namespace")) for item in render(tree)}
+
+
+def test_prometheus_operator_overlay_is_the_base_plus_monitoring_and_rules() -> None:
+    added = _ids("prometheus-operator") - _ids("base")
+    assert {kind for kind, _, _ in added} == {"ServiceMonitor", "PrometheusRule"}
+    assert ("ServiceMonitor", OPERATOR, OPERATOR) in added
+    assert _ids("base") <= _ids("prometheus-operator")
+
+
+def test_shipped_prometheus_rules_are_what_the_cli_generates_from_the_examples() -> None:
+    """Stale rules would alert on SLOs that no longer read this way."""
+    examples = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "examples").glob("*.yaml"))
+    result = subprocess.run(
+        [sys.executable, "-m", "slo_guard", "rules", "--format", "prometheusrule", *examples],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shipped = (TREES["prometheus-operator"] / PROMETHEUS_RULES).read_text(encoding="utf-8")
+    generated_part = "".join(line for line in shipped.splitlines(keepends=True) if not line.startswith("#"))
+    assert generated_part == result.stdout, f"regenerate {PROMETHEUS_RULES}: see the command at its top"
+
+
+def test_service_monitor_scrapes_the_metrics_service() -> None:
+    monitor = one("prometheus-operator", "ServiceMonitor")
+    service = one("prometheus-operator", "Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+
+
+# The example in docs/install.md
+
+
+@pytest.fixture(scope="module")
+def documented_kustomization(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """install.md's "your own kustomization", written out beside a path to this checkout's manifests/."""
+    blocks = re.findall(r"```yaml\n(# kustomization.yaml\n.*?)```", INSTALL_DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, "install.md should hold one example kustomization"
+    directory = tmp_path_factory.mktemp("documented")
+    assert DOC_BASE_PATH in blocks[0]
+    text = blocks[0].replace(DOC_BASE_PATH, os.path.relpath(MANIFESTS, directory))
+    (directory / "kustomization.yaml").write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_documented_kustomization_renders_valid_objects(documented_kustomization: Path) -> None:
+    custom_kinds = _custom_kinds(documented_kustomization)
+    for item in render(documented_kustomization):
+        if item["kind"] not in custom_kinds:
+            kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
+
+
+def test_documented_kustomization_wires_token_and_ca_files_from_the_secret(documented_kustomization: Path) -> None:
+    main = container(documented_kustomization)
+    env = {item["name"]: item["value"] for item in main["env"] if "value" in item}
+    mounts = {mount["name"]: mount["mountPath"] for mount in main["volumeMounts"]}
+    pod = one(documented_kustomization, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [volume for volume in pod["volumes"] if "secret" in volume]
+    for variable in ("SLO_GUARD_PROMETHEUS_TOKEN_FILE", "SLO_GUARD_PROMETHEUS_CA_FILE"):
+        assert Path(env[variable]).parent == Path(mounts[volume["name"]]), variable
+    assert env["SLO_GUARD_PROMETHEUS_URL"].startswith("https://")
+    assert main["image"] == f"registry.example/slo-guard:{_project_version()}"
+
+
+def test_documented_kustomization_lets_the_new_prometheus_port_through(documented_kustomization: Path) -> None:
+    egress = one(documented_kustomization, "NetworkPolicy")["spec"]["egress"]
+    assert _prometheus(documented_kustomization) in _peers_and_ports(egress, "to")
+    assert _prometheus(documented_kustomization) != _prometheus("base")
