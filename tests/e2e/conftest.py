@@ -211,10 +211,3 @@ def _reachable(url: str) -> bool:
             return True
     except OSError:
         return False
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if LATENCIES:
-        terminalreporter.section("slo-guard: budget exhausted in Prometheus -> spec.paused: true")
-        for scenario, seconds in LATENCIES:
-            terminalreporter.write_line(f"{scenario}: {seconds:.2f} s (interval {EVALUATION_INTERVAL:.0f} s)")
