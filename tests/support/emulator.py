@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import copy
 import dataclasses
 import datetime
 import functools
@@ -352,8 +353,13 @@ class KubeEmulator(kmock.KubernetesScaffold):
             resource_type = self._resource_type(call)
             if call.verb == "watch":
                 return await self._watch(request, call, resource_type, record)
+            self.store.strict_fields = call.params.get("fieldValidation") == "Strict"
+            self.store.warnings = []
             status, body = self._resource(request, call, resource_type)
-            return aiohttp.web.json_response(body, status=status)
+            response = aiohttp.web.json_response(body, status=status)
+            for warning in self.store.warnings:
+                response.headers.add("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
+            return response
         except ApiError as error:
             return _error_response(error)
 
@@ -652,7 +658,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     def create_object(self, body: Mapping[str, Any]) -> Body:
         """Create an object as a client would (kind from apiVersion/kind); its namespace is created if missing."""
-        return self._call(lambda: self._create_object(dict(body)))
+        return self._call(lambda: copy.deepcopy(self._create_object(dict(body))))
 
     def _create_object(self, body: Body) -> Body:
         resource_type = self.registry.find_kind(body.get("apiVersion", ""), body.get("kind", ""))
@@ -666,11 +672,11 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     def read_object(self, resource: str, namespace: str | None, name: str) -> Body | None:
         """The stored object (resource as plural, plural.group or apiVersion/plural), or None."""
-        return self._call(lambda: self.store.find(self.registry.resolve(resource), namespace, name))
+        return self._call(lambda: copy.deepcopy(self.store.find(self.registry.resolve(resource), namespace, name)))
 
     def list_objects(self, resource: str, namespace: str | None = None) -> list[Body]:
         """Stored objects of a resource, sorted by namespace and name."""
-        return self._call(lambda: self.store.list_objects(self.registry.resolve(resource), namespace))
+        return self._call(lambda: copy.deepcopy(self.store.list_objects(self.registry.resolve(resource), namespace)))
 
     def patch_object(
         self,
@@ -682,20 +688,24 @@ class KubeEmulator(kmock.KubernetesScaffold):
         subresource: str | None = None,
     ) -> Body:
         """Merge-patch an object (or its status), bypassing the request log and faults."""
-        return self._call(
-            lambda: self.store.patch(
-                self.registry.resolve(resource),
-                namespace,
-                name,
-                content_type=MERGE_PATCH,
-                patch=dict(patch),
-                subresource=subresource,
+
+        def run() -> Body:
+            resource_type = self.registry.resolve(resource)
+            patched = self.store.patch(
+                resource_type, namespace, name, content_type=MERGE_PATCH, patch=dict(patch), subresource=subresource
             )
-        )
+            return copy.deepcopy(patched)
+
+        return self._call(run)
 
     def delete_object(self, resource: str, namespace: str | None, name: str) -> Body:
         """Delete an object (only marked for deletion while it has finalizers)."""
-        return self._call(lambda: self.store.delete(self.registry.resolve(resource), namespace, name, options={}))
+
+        def run() -> Body:
+            deleted = self.store.delete(self.registry.resolve(resource), namespace, name, options={})
+            return copy.deepcopy(deleted)
+
+        return self._call(run)
 
     def requests(
         self,
@@ -769,7 +779,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
 
     def state(self) -> Body:
         """Every stored object and the current resourceVersion (what --state-dump writes)."""
-        return self._call(self._state)
+        return self._call(lambda: copy.deepcopy(self._state()))
 
 
 @contextlib.asynccontextmanager

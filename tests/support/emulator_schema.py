@@ -40,9 +40,9 @@ def _to_json_schema(schema: Any) -> Any:
     return result
 
 
-def _prune(schema: Mapping[str, Any], value: Any, *, keep: tuple[str, ...] = ()) -> Any:
+def _prune(schema: Mapping[str, Any], value: Any, *, path: str, dropped: list[str], keep: tuple[str, ...] = ()) -> Any:
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [_prune(schema["items"], item) for item in value]
+        return [_prune(schema["items"], item, path=f"{path}[{i}]", dropped=dropped) for i, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
     properties = schema.get("properties") or {}
@@ -51,14 +51,17 @@ def _prune(schema: Mapping[str, Any], value: Any, *, keep: tuple[str, ...] = ())
     embedded = _ROOT_KEYS if schema.get("x-kubernetes-embedded-resource") else ()
     result = {}
     for key, item in value.items():
+        where = f"{path}.{key}" if path else key
         if key in keep or key in embedded:
             result[key] = item
         elif key in properties:
-            result[key] = _prune(properties[key], item)
+            result[key] = _prune(properties[key], item, path=where, dropped=dropped)
         elif isinstance(additional, Mapping):
-            result[key] = _prune(additional, item)
+            result[key] = _prune(additional, item, path=where, dropped=dropped)
         elif preserve or additional is True:
             result[key] = item
+        else:
+            dropped.append(where)
     return result
 
 
@@ -91,11 +94,12 @@ class StructuralSchema:
         self.schema = schema
         self._validator = jsonschema.Draft4Validator(_to_json_schema(schema))
 
-    def normalize(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Prune unknown fields, then apply defaults, as the server does to every request and stored object."""
-        pruned = _prune(self.schema, obj, keep=_ROOT_KEYS)
+    def normalize(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Prune unknown fields, then apply defaults, as the server does; also the paths of the pruned fields."""
+        dropped: list[str] = []
+        pruned = _prune(self.schema, obj, path="", dropped=dropped, keep=_ROOT_KEYS)
         defaulted: dict[str, Any] = _default(self.schema, pruned)
-        return defaulted
+        return defaulted, dropped
 
     def errors(self, obj: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(field path, message) for every schema violation, sorted by path."""

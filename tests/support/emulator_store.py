@@ -199,6 +199,15 @@ def _set_path(obj: Body, path: str, value: Any) -> None:
     obj[last] = value
 
 
+def _check_body(resource_type: ResourceType, body: Any) -> None:
+    """A POST/PUT body must be an object of this resource's kind and apiVersion (when it names them)."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
+        raise ApiError(400, "the body of the request was in an unknown format")
+    for field, expected in (("kind", resource_type.kind), ("apiVersion", resource_type.api_version)):
+        if body.get(field) and body[field] != expected:
+            raise ApiError(400, f"the {field} in the body ({body[field]}) does not match the URL ({expected})")
+
+
 def _crd_storage_key(crd: Body) -> StorageKey:
     return (crd["spec"]["group"], crd["spec"]["names"]["plural"])
 
@@ -287,6 +296,10 @@ class ObjectStore:
         self._history: dict[StorageKey, collections.deque[WatchEvent]] = collections.defaultdict(collections.deque)
         self._compacted: dict[StorageKey, int] = collections.defaultdict(int)
         self._watchers: dict[StorageKey, set[Watcher]] = collections.defaultdict(set)
+        self.strict_fields = False
+        """fieldValidation=Strict for the request being served: unknown fields are 400 instead of a warning."""
+        self.warnings: list[str] = []
+        """Warnings for the request being served (unknown fields pruned), sent as `Warning` headers."""
 
     @property
     def resource_version(self) -> str:
@@ -332,8 +345,7 @@ class ObjectStore:
 
     def create(self, resource_type: ResourceType, namespace: str | None, body: Any) -> Body:
         """POST: stamp uid, creationTimestamp, generation and resourceVersion; ADDED event."""
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body of the request was in an unknown format")
+        _check_body(resource_type, body)
         metadata = body.get("metadata") or {}
         if metadata.get("resourceVersion"):
             raise ApiError(500, "resourceVersion should not be set on objects to be created")
@@ -390,10 +402,16 @@ class ObjectStore:
         return self._conform(resource_type, obj)
 
     def _conform(self, resource_type: ResourceType, obj: Body) -> Body:
-        """Apply a CRD's structural schema: prune unknown fields, default, validate (422)."""
+        """Apply a CRD's structural schema: prune unknown fields (warn, or 400 if strict), default, validate (422)."""
         if resource_type.schema is None:
             return obj
-        obj = resource_type.schema.normalize(obj)
+        obj, dropped = resource_type.schema.normalize(obj)
+        unknown = [f'unknown field "{path}"' for path in dropped]
+        if unknown and self.strict_fields:
+            kind, version = resource_type.kind, resource_type.version
+            prefix = f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: '
+            raise ApiError(400, prefix + ", ".join(unknown))
+        self.warnings += unknown
         errors = resource_type.schema.errors(obj)
         if errors:
             raise invalid(resource_type, obj["metadata"]["name"], *errors)
@@ -405,8 +423,7 @@ class ObjectStore:
         self, resource_type: ResourceType, namespace: str | None, name: str, body: Any, *, subresource: str | None
     ) -> Body:
         """PUT: the body replaces the object (or only its status through `/status`)."""
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body of the request was in an unknown format")
+        _check_body(resource_type, body)
         current = self.get(resource_type, namespace, name)
         body_name = (body.get("metadata") or {}).get("name")
         if body_name != name:

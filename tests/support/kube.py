@@ -71,12 +71,15 @@ def _http(
         with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:  # noqa: S310 (http only)
             payload = response.read()
     except urllib.error.HTTPError as error:
-        text = error.read()
-        try:
-            raise ApiStatusError(error.code, json.loads(text)) from None
-        except ValueError:
-            raise ApiStatusError(error.code, text.decode(errors="replace")) from None
-    return json.loads(payload) if payload.strip().startswith((b"{", b"[")) else payload.decode()
+        raise ApiStatusError(error.code, _decoded(error.read())) from None
+    return _decoded(payload)
+
+
+def _decoded(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode(errors="replace")
 
 
 def _query(params: Mapping[str, Any]) -> str:
