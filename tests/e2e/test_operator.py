@@ -132,7 +132,12 @@ def test_exhausted_budget_pauses_and_recovery_resumes(world: World) -> None:
     resumed = deployment(world, namespace, "checkout")
     assert "sloguard.io/paused-by" not in annotations(resumed)
     assert "sloguard.io/held" not in (resumed["metadata"].get("labels") or {})
-    status = slo_status(world, namespace, "checkout")
+    # The target is patched before the status of the same pass is written: wait for that status.
+    status = wait_for(
+        lambda: (s := slo_status(world, namespace, "checkout"))["targets"][0]["state"] == "Untouched" and s,
+        timeout=ACT_TIMEOUT,
+        what="status after the resume",
+    )
     assert status["errorBudget"]["remaining"] > 0.05
     assert [a["action"] for a in status["actions"]] == ["Pause", "Resume"]
     reasons = event_reasons(world, namespace, "Deployment")
