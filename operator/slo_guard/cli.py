@@ -19,7 +19,7 @@ from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
-from slo_guard.domain.model import Objective
+from slo_guard.domain.model import KIND, Objective
 from slo_guard.domain.rules import DEFAULT_RUNBOOK_BASE, prometheus_rule, rule_file
 from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
@@ -27,7 +27,6 @@ from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 EXIT_OK = 0
 EXIT_GATE_CLOSED = 1
 EXIT_UNKNOWN_OR_BAD_INPUT = 2
-SLO_KIND = "ServiceLevelObjective"
 JSON_DIGITS = 6
 
 
@@ -129,7 +128,7 @@ def load_objectives(paths: Sequence[Path], *, min_step: int) -> list[_Loaded]:
             where = f"{path}: document {index}"
             if not isinstance(document, dict):
                 raise InputError(f"{where}: expected a mapping, got {type(document).__name__}")
-            if document.get("kind") != SLO_KIND:
+            if document.get("kind") != KIND:
                 continue
             name = document.get("metadata", {}).get("name") if isinstance(document.get("metadata"), dict) else None
             if isinstance(name, str):
@@ -140,7 +139,7 @@ def load_objectives(paths: Sequence[Path], *, min_step: int) -> list[_Loaded]:
                 raise InputError(f"{where}: {err}") from None
             loaded.append(_Loaded(objective, document))
     if not loaded:
-        raise InputError(f"no {SLO_KIND} documents in {', '.join(map(str, paths))}")
+        raise InputError(f"no {KIND} documents in {', '.join(map(str, paths))}")
     return loaded
 
 

@@ -38,12 +38,6 @@ from slo_guard.domain.promql import BUCKET_LABEL
 from slo_guard.domain.selectors import SelectorError, parse_selector
 from slo_guard.domain.windows import default_tiers
 
-GROUP = "sloguard.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ServiceLevelObjective"
-PLURAL = "servicelevelobjectives"
-
 MIN_WINDOW = 60
 """Seconds: the shortest SLO window (tests and demos use minutes, production days)."""
 MIN_EVALUATION_INTERVAL = 1

@@ -33,7 +33,7 @@ import kmock
 import yaml
 import yarl
 from kmock._internal.rendering import ReactionMismatchError  # raised by depleted reactions; kmock omits it from __all__
-from tests.support.emulator_log import ANY, FaultBook, FaultRule, Match, RequestLog, RequestRecord
+from tests.support.emulator_log import ANY, FaultBook, FaultRule, Match, RequestLog, RequestRecord, only_writes
 from tests.support.emulator_resources import (
     CRD_RESOURCE,
     KOPF_PEERING_CRDS,
@@ -728,7 +728,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     ) -> list[RequestRecord]:
         """Logged create/update/patch/delete requests to a resource (including ones that failed)."""
         records = self.requests(resource=resource, namespace=namespace, name=name, subresource=subresource)
-        return [record for record in records if record.verb in ("create", "update", "patch", "delete")]
+        return only_writes(records)
 
     def clear_requests(self) -> None:
         """Empty the request log."""

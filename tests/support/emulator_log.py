@@ -199,6 +199,11 @@ class RequestLog:
         self._records.clear()
 
 
+def only_writes(records: list[RequestRecord]) -> list[RequestRecord]:
+    """The records of requests that write (including ones that failed)."""
+    return [record for record in records if record.verb in WRITE_VERBS]
+
+
 class FaultBook:
     """The fault rules in force, consumed in the order they were added."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.support.emulator_log import ANY, FaultRule, Match, RequestRecord
+from tests.support.emulator_log import ANY, FaultRule, Match, RequestRecord, only_writes
 
 Body = dict[str, Any]
 PATCH_TYPES = {
@@ -315,7 +315,7 @@ class EmulatorClient:
     ) -> list[RequestRecord]:
         """Same as KubeEmulator.writes_to()."""
         records = self.requests(resource=resource, namespace=namespace, name=name, subresource=subresource)
-        return [record for record in records if record.verb in ("create", "update", "patch", "delete")]
+        return only_writes(records)
 
     def clear_requests(self) -> None:
         """Empty the request log."""

@@ -22,12 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slo_guard.domain.evaluation_types import AlertStatus, Evaluation, State, UnknownReason
-from slo_guard.domain.model import Severity
+from slo_guard.domain.model import GROUP, KIND, PLURAL, VERSION, Severity
 from slo_guard.resources import (
-    GROUP,
-    KIND,
-    PLURAL,
-    VERSION,
     SpecError,
     objective_from_resource,
     status_from_evaluation,

@@ -36,9 +36,10 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from slo_guard import __version__
+from slo_guard.adapters import resilience
 from slo_guard.adapters.ratelimit import TokenBucket
 from slo_guard.adapters.resilience import BreakerState, Bulkhead, CircuitBreaker, CircuitOpenError, RetryPolicy
-from slo_guard.domain.model import Target
+from slo_guard.domain.model import GROUP, PLURAL, VERSION, Target
 from slo_guard.domain.policy import (
     HELD_LABEL,
     ORIGINAL_REPLICAS,
@@ -88,9 +89,6 @@ class ObjectNotFound(Exception):
 BREAKER_NAME = "kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
 DEPLOYMENT = "Deployment"
-SLO_GROUP = "sloguard.io"
-SLO_VERSION = "v1alpha1"
-SLO_PLURAL = "servicelevelobjectives"
 EVENT_SOURCE_COMPONENT = "slo-guard"
 EVENT_REPORTING_COMPONENT = "sloguard.io/slo-guard"
 EVENT_MESSAGE_LIMIT = 1024
@@ -192,6 +190,7 @@ class _ApiError(Exception):
 
 _SERVER_FAILURES = frozenset({KubernetesOutcome.SERVER_ERROR, KubernetesOutcome.TIMEOUT, KubernetesOutcome.UNAVAILABLE})
 _TRANSIENT = _SERVER_FAILURES | {KubernetesOutcome.THROTTLED}
+_SINGLE_ATTEMPT = RetryPolicy(attempts=1, base_delay=0, max_delay=0)
 
 
 class KubernetesApi:
@@ -239,20 +238,23 @@ class KubernetesApi:
         Raises ObjectNotFound (404), WorkloadConflict (409/422) or KubernetesUnavailable (anything else).
         Writes wait for a token first; `retry=False` makes exactly one attempt.
         """
-        attempts = self._retry_policy.attempts if retry else 1
-        failures = 0
-        while True:
+
+        async def attempt() -> Any:
             if write:
                 await self._writes.acquire()
-            try:
-                return await self._attempt(verb, call)
-            except _ApiError as error:
-                failures += 1
-                if not error.transient or failures >= attempts:
-                    raise error.public() from error
-                delay = self._delay(error, failures)
-            logger.debug("retrying Kubernetes %s in %.2f s", verb, delay)
-            await self._sleep(delay)
+            return await self._attempt(verb, call)
+
+        try:
+            return await resilience.retry(
+                attempt,
+                policy=self._retry_policy if retry else _SINGLE_ATTEMPT,
+                retryable=lambda error: isinstance(error, _ApiError) and error.transient,
+                sleep=self._sleep,
+                rng=self._rng,
+                requested_delay=self._requested_delay,
+            )
+        except _ApiError as error:
+            raise error.public() from error
 
     def close(self) -> None:
         """Refuse new calls and drop pooled connections; calls already running finish in the background."""
@@ -289,11 +291,10 @@ class KubernetesApi:
         finally:
             response.release_conn()
 
-    def _delay(self, error: _ApiError, failures: int) -> float:
-        if error.retry_after is not None:
+    def _requested_delay(self, error: BaseException) -> float | None:
+        if isinstance(error, _ApiError) and error.retry_after is not None:
             return min(error.retry_after, self.settings.retry_after_max)
-        # Full jitter spreads the retries of many callers that failed together.
-        return self._rng() * self._retry_policy.backoff_cap(failures)
+        return None
 
 
 def _transport_error(error: Exception, *, timeout: float) -> _ApiError:
@@ -588,10 +589,10 @@ class SLOStatusStore:
         """A deleted SLO is ignored; any other failure raises KubernetesUnavailable."""
         call = partial(
             self._custom.patch_namespaced_custom_object_status,
-            SLO_GROUP,
-            SLO_VERSION,
+            GROUP,
+            VERSION,
             namespace,
-            SLO_PLURAL,
+            PLURAL,
             name,
             {"status": dict(status)},
             _content_type=MERGE_PATCH,

@@ -171,9 +171,11 @@ async def retry(
     retryable: Callable[[BaseException], bool],
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     rng: Callable[[], float] = random.random,
+    requested_delay: Callable[[BaseException], float | None] = lambda _: None,
 ) -> T:
     """Await `call()` until it succeeds, raises a non-retryable error, or runs out of attempts.
 
+    `requested_delay` gives the wait a server asked for (e.g. `Retry-After`); it replaces the jittered backoff.
     The last error propagates unchanged. Cancellation is never retried.
     """
     failures = 0
@@ -184,8 +186,9 @@ async def retry(
             failures += 1
             if failures >= policy.attempts or not retryable(error):
                 raise
+            delay = requested_delay(error)
         # Full jitter spreads the retries of many callers that failed together.
-        await sleep(rng() * policy.backoff_cap(failures))
+        await sleep(rng() * policy.backoff_cap(failures) if delay is None else delay)
 
 
 class Bulkhead:

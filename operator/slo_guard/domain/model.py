@@ -5,6 +5,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+GROUP = "sloguard.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ServiceLevelObjective"
+PLURAL = "servicelevelobjectives"
+"""The custom resource's identity, shared by the CRD model, the kopf handlers and the Kubernetes adapter."""
+
 
 class MatchOp(enum.StrEnum):
     """PromQL label-matcher operators."""

@@ -8,12 +8,10 @@ from typing import Any
 
 import kopf
 
+from slo_guard.domain.model import GROUP, PLURAL, VERSION
 from slo_guard.handlers.logs import configure_logging
 from slo_guard.handlers.runtime import Runtime, RuntimeConfig, StopFlag
 
-GROUP = "sloguard.io"
-VERSION = "v1alpha1"
-PLURAL = "servicelevelobjectives"
 FINALIZER = "sloguard.io/finalizer"
 # A daemon finishing an in-flight pass (Prometheus timeout plus a few API calls) gets this long before cancellation.
 DAEMON_CANCELLATION_TIMEOUT = 60.0

@@ -14,7 +14,7 @@ from typing import Any
 
 from slo_guard.adapters.kubernetes import KubernetesUnavailable, ObjectRef, WorkloadConflict
 from slo_guard.domain.evaluation_types import Evaluation, State
-from slo_guard.domain.model import Objective, PolicyAction, PolicyMode, Target
+from slo_guard.domain.model import API_VERSION, KIND, Objective, PolicyAction, PolicyMode, Target
 from slo_guard.domain.policy import TargetDecision, TargetState, decide, release
 from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
@@ -35,8 +35,6 @@ from slo_guard.service.status import (
 
 logger = logging.getLogger("slo_guard.reconcile")
 
-SLO_API_VERSION = "sloguard.io/v1alpha1"
-SLO_KIND = "ServiceLevelObjective"
 _NOTABLE_STATES = {
     TargetState.PAUSED_BY_OTHER,
     TargetState.OVERRIDDEN,
@@ -60,14 +58,9 @@ class ReconcilerSettings:
 class Outcome:
     """What one pass concluded; the caller feeds metrics and logs from it."""
 
-    objective: Objective | None
     evaluation: Evaluation | None
-    status: Mapping[str, Any]
-    status_written: bool
+    """None when the spec was invalid and nothing was evaluated."""
     actions: Sequence[ActionRecord]
-
-
-ActionObserver = Callable[[ActionRecord, Objective], None]
 
 
 class Reconciler:
@@ -94,7 +87,7 @@ class Reconciler:
         name = str(metadata.get("name"))
         generation = metadata.get("generation")
         previous: Mapping[str, Any] = resource.get("status") or {}
-        ref = ObjectRef(SLO_API_VERSION, SLO_KIND, namespace, name, metadata.get("uid"))
+        ref = ObjectRef(API_VERSION, KIND, namespace, name, metadata.get("uid"))
         now = self._clock()
         try:
             objective = objective_from_resource(resource, min_step=self._settings.min_step)
@@ -119,8 +112,8 @@ class Reconciler:
             now=now,
         )
         await self._announce_transition(ref, previous=previous, evaluation=evaluation)
-        written = await self._write(ref, previous=previous, status=status, now=now)
-        return Outcome(objective, evaluation, status, written, actions)
+        await self._write(ref, previous=previous, status=status, now=now)
+        return Outcome(evaluation, actions)
 
     async def finalize(self, resource: Mapping[str, Any]) -> list[ActionRecord]:
         """Undo everything this SLO holds, on any workload in its namespace, before it is deleted."""
@@ -152,8 +145,8 @@ class Reconciler:
         if is_new_problem:
             logger.warning("invalid spec", extra={"slo": f"{ref.namespace}/{ref.name}", "field": error.field})
             await self._events.post(regarding=ref, type_="Warning", reason="InvalidSpec", message=str(error))
-        written = await self._write(ref, previous=previous, status=status, now=now)
-        return Outcome(None, None, status, written, ())
+        await self._write(ref, previous=previous, status=status, now=now)
+        return Outcome(None, ())
 
     async def _reconcile_target(
         self,
@@ -307,12 +300,10 @@ class Reconciler:
 
     async def _write(
         self, ref: ObjectRef, *, previous: Mapping[str, Any], status: Mapping[str, Any], now: datetime
-    ) -> bool:
-        if not status_changed(previous, status, heartbeat_due=_heartbeat_due(previous, now, self._settings.heartbeat)):
-            return False
-        patch = merge_patch(previous, status)
-        await self._statuses.patch_status(namespace=ref.namespace, name=ref.name, status=patch)
-        return True
+    ) -> None:
+        if status_changed(previous, status, heartbeat_due=_heartbeat_due(previous, now, self._settings.heartbeat)):
+            patch = merge_patch(previous, status)
+            await self._statuses.patch_status(namespace=ref.namespace, name=ref.name, status=patch)
 
 
 def _reason(evaluation: Evaluation) -> str | None:
@@ -338,7 +329,7 @@ def _previous_target_state(previous: Mapping[str, Any], target: Target) -> str |
 
 
 def _slo_ref(objective: Objective) -> ObjectRef:
-    return ObjectRef(SLO_API_VERSION, SLO_KIND, objective.namespace, objective.name)
+    return ObjectRef(API_VERSION, KIND, objective.namespace, objective.name)
 
 
 def _report(target: Target, state: str, reason: str, message: str) -> TargetReport:

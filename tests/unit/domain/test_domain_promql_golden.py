@@ -3,12 +3,11 @@
 After an intended change, rewrite them with `UPDATE_GOLDEN=1 pytest tests/unit/domain` and review the diff.
 """
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import promql_parser
 import pytest
+from tests.support.golden import GOLDEN_DIR, assert_matches_golden
 
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.model import LabelMatcher, LatencyIndicator, MatchOp, Objective, RatioIndicator
@@ -16,7 +15,6 @@ from slo_guard.domain.promql import error_ratio_query, errors_query, freshness_q
 from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers, required_windows
 
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden"
 TENANT = (LabelMatcher("namespace", MatchOp.EQUAL, "shop"),)
 DAY = 86_400
 
@@ -70,12 +68,7 @@ def queries_in(text: str) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_queries_match_the_golden_file(name: str) -> None:
-    path = GOLDEN_DIR / name
-    expected = render(GOLDEN[name])
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(expected, encoding="utf-8")
-    assert path.exists(), f"{path} is missing; create it with UPDATE_GOLDEN=1"
-    assert path.read_text(encoding="utf-8") == expected
+    assert_matches_golden(name, render(GOLDEN[name]))
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

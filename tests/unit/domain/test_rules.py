@@ -4,14 +4,13 @@ After an intended change, rewrite the golden files with `UPDATE_GOLDEN=1 pytest 
 the diff.
 """
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import promql_parser
 import pytest
 import yaml
+from tests.support.golden import GOLDEN_DIR, assert_matches_golden
 
 from slo_guard.domain.model import (
     LabelMatcher,
@@ -36,7 +35,6 @@ from slo_guard.domain.rules import (
 from slo_guard.domain.selectors import METRIC_NAME, parse_selector
 from slo_guard.domain.windows import default_tiers, required_windows
 
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "golden"
 TENANT = (LabelMatcher("namespace", MatchOp.EQUAL, "shop"),)
 DAY = 86_400
 
@@ -261,12 +259,7 @@ def render(slo: Objective) -> str:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_rules_match_the_golden_file(name: str) -> None:
-    path = GOLDEN_DIR / name
-    expected = render(GOLDEN[name])
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(expected, encoding="utf-8")
-    assert path.exists(), f"{path} is missing; create it with UPDATE_GOLDEN=1"
-    assert path.read_text(encoding="utf-8") == expected
+    assert_matches_golden(name, render(GOLDEN[name]))
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
