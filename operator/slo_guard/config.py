@@ -144,6 +144,19 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
     Setting("standalone", False, "Run without kopf peering (only one replica may run)", _flag),
     Setting("peering_name", "slo-guard", "kopf peering object name (replicas with one name elect one active)"),
     Setting("priority", 0, "kopf peering priority of this replica", int),
+    Setting(
+        "rules_file",
+        None,
+        "Manage recording rules in this file (Prometheus must load it) and read SLIs through them",
+        metavar="PATH",
+    ),
+    Setting(
+        "rules_reload_url",
+        None,
+        "URL POSTed after writing --rules-file; default <prometheus>/-/reload, `none` to skip",
+        metavar="URL",
+    ),
+    Setting("rules_settle", 2.0, "Seconds to gather SLO changes before rewriting the recording rules", _positive_float),
 )
 
 

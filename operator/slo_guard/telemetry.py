@@ -53,6 +53,15 @@ class EventOutcome(enum.StrEnum):
     FAILED = "failed"
 
 
+class RecordedRead(enum.StrEnum):
+    """Where one query's answer came from when the operator manages recording rules (the `source` label)."""
+
+    RECORDED = "recorded"
+    """Read from the batch of recorded values."""
+    DIRECT = "direct"
+    """Not recorded yet, or recorded too long ago: sent to Prometheus as is."""
+
+
 # Prometheus answers in milliseconds when healthy; the top buckets catch timeouts.
 _REQUEST_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -126,11 +135,30 @@ class OperatorMetrics:
             buckets=_REQUEST_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.recorded_reads = Counter(
+            "slo_guard_recorded_reads",
+            "Queries answered while managing recording rules, by where the answer came from.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.rule_syncs = Counter(
+            "slo_guard_rule_syncs",
+            "Writes of the managed recording rules, by result (success or failure).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.managed_rule_groups = Gauge(
+            "slo_guard_managed_rule_groups",
+            "Recording rule groups in the last rules slo-guard wrote.",
+            registry=self.registry,
+        )
         for outcome in PrometheusOutcome:
             # Export every outcome at 0 so rate() and alerts work before the first failure.
             self.prometheus_requests.labels(outcome=outcome.value)
         for event_outcome in EventOutcome:
             self.kubernetes_events.labels(outcome=event_outcome.value)
+        for source in RecordedRead:
+            self.recorded_reads.labels(source=source.value)
 
     def record_evaluation(self, *, namespace: str, name: str, evaluation: Evaluation) -> None:
         """Per-SLO gauges; values an Unknown evaluation does not have are removed rather than left stale."""

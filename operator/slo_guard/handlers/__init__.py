@@ -36,8 +36,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.networking.request_timeout = config.kubernetes.timeout * 3
     runtime = Runtime(config)
     memo.runtime = runtime
-    await runtime.probes.start()
-    runtime.ready = True
+    await runtime.start()
 
 
 @kopf.on.cleanup()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from slo_guard.adapters.kubernetes import (
@@ -18,17 +20,23 @@ from slo_guard.adapters.kubernetes import (
     load_api_client,
 )
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
+from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.probes import ProbeServer
+from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings
 from slo_guard.service.health import EvaluationHeartbeats
+from slo_guard.service.ports import MetricsSource
 from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings
+from slo_guard.service.recorded import ManagedRules, RecordedSource, sync_rules_forever
 from slo_guard.service.schedule import next_slot, phase_offset
 from slo_guard.telemetry import OperatorMetrics
 
 logger = logging.getLogger("slo_guard.runtime")
 
 DEFAULT_INTERVAL = 30.0
+RULE_SYNC_RETRY = 10.0
+"""Seconds before a failed write of the recording rules is tried again."""
 
 
 class StopFlag(Protocol):
@@ -56,6 +64,9 @@ class RuntimeConfig:
     standalone: bool
     peering_name: str
     priority: int
+    rules: RuleFileSettings | None = None
+    """Where to manage recording rules; None evaluates with direct queries."""
+    rules_settle: float = 2.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, prometheus: PrometheusSettings) -> RuntimeConfig:
@@ -77,6 +88,8 @@ class RuntimeConfig:
             standalone=bool(args.standalone),
             peering_name=args.peering_name,
             priority=args.priority,
+            rules=_rule_file_settings(args, prometheus=prometheus),
+            rules_settle=args.rules_settle,
         )
 
 
@@ -89,9 +102,15 @@ class Runtime:
         self.heartbeats = EvaluationHeartbeats()
         self.ready = False
         self._prometheus = PrometheusClient(config.prometheus, metrics=self.metrics)
+        self.rules = ManagedRules(config.evaluation)
+        self._rule_sink = None if config.rules is None else FileRuleSink(config.rules, config.prometheus)
+        self._rule_sync: asyncio.Task[None] | None = None
+        metrics_source: MetricsSource = self._prometheus
+        if self._rule_sink is not None:
+            metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
         self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
         self.reconciler = Reconciler(
-            metrics=self._prometheus,
+            metrics=metrics_source,
             workloads=DeploymentWorkloads(self._kubernetes),
             events=KubernetesEvents(self._kubernetes),
             statuses=SLOStatusStore(self._kubernetes),
@@ -106,7 +125,27 @@ class Runtime:
             is_ready=lambda: self.ready,
         )
 
+    async def start(self) -> None:
+        await self.probes.start()
+        if self._rule_sink is not None:
+            self._rule_sync = asyncio.create_task(
+                sync_rules_forever(
+                    self.rules,
+                    self._rule_sink,
+                    metrics=self.metrics,
+                    settle=self.config.rules_settle,
+                    retry_every=RULE_SYNC_RETRY,
+                ),
+                name="slo-guard-rule-sync",
+            )
+        self.ready = True
+
     async def close(self) -> None:
+        if self._rule_sync is not None:
+            self._rule_sync.cancel()
+            await asyncio.gather(self._rule_sync, return_exceptions=True)
+        if self._rule_sink is not None:
+            self._rule_sink.close()
         await self.probes.stop()
         await self._prometheus.close()
         self._kubernetes.close()
@@ -126,12 +165,15 @@ class Runtime:
                 now = time.monotonic()
                 await stopped.wait(next_slot(now=now, anchor=anchor, interval=interval) - now)
         finally:
+            self.rules.forget(key)
             self.heartbeats.forget(key)
             namespace, _, name = key.partition("/")
             self.metrics.forget_slo(namespace=namespace, name=name)
 
     async def _pass(self, key: str, body: Mapping[str, Any]) -> None:
         started = time.monotonic()
+        if self._rule_sink is not None:
+            self._observe_rules(key, body)
         try:
             outcome = await self.reconciler.reconcile(body)
         except Exception:
@@ -142,12 +184,28 @@ class Runtime:
             self.metrics.evaluation_duration.observe(time.monotonic() - started)
         self._record(key, outcome)
 
+    def _observe_rules(self, key: str, body: Mapping[str, Any]) -> None:
+        try:
+            objective = objective_from_resource(body, min_step=self.config.min_step)
+        except SpecError:
+            # The pass itself reports the bad field; a broken SLO has no rules to record.
+            self.rules.forget(key)
+            return
+        self.rules.observe(objective)
+
     def _record(self, key: str, outcome: Outcome) -> None:
         namespace, _, name = key.partition("/")
         if outcome.evaluation is not None:
             self.metrics.record_evaluation(namespace=namespace, name=name, evaluation=outcome.evaluation)
         for action in outcome.actions:
             self.metrics.count_action(action=action.action, result=action.result)
+
+
+def _rule_file_settings(args: argparse.Namespace, *, prometheus: PrometheusSettings) -> RuleFileSettings | None:
+    if args.rules_file is None:
+        return None
+    reload_url = args.rules_reload_url or f"{prometheus.base_url}/-/reload"
+    return RuleFileSettings(path=Path(args.rules_file), reload_url=None if reload_url == "none" else reload_url)
 
 
 def _key(body: Mapping[str, Any]) -> str:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from slo_guard.adapters.prometheus import PrometheusUnavailable, QueryError, Sample
-from slo_guard.domain import promql
 from slo_guard.domain.evaluation import evaluate, unavailable
 from slo_guard.domain.evaluation_types import Evaluation, Measurements, State, UnknownReason, WindowRates
 from slo_guard.domain.model import LabelMatcher, MatchOp, Objective
-from slo_guard.domain.windows import required_windows
+from slo_guard.domain.recording import measurement_queries
 from slo_guard.service.ports import MetricsSource
 
 
@@ -47,21 +46,18 @@ async def evaluate_objective(
 async def measure(
     objective: Objective, source: MetricsSource, *, at: datetime, settings: EvaluationSettings
 ) -> Measurements:
-    extra = _tenant_matchers(objective, settings)
-    windows = required_windows(objective)
-    indicator = objective.indicator
-    queries = [promql.freshness_query(indicator, extra=extra)]
-    for window in windows:
-        queries.append(promql.errors_query(indicator, window, extra=extra))
-        queries.append(promql.total_query(indicator, window, extra=extra))
+    plan = measurement_queries(objective, extra=tenant_matchers(objective, settings))
+    queries = [plan.freshness]
+    for window in plan.windows:
+        queries.extend((window.errors, window.total))
     results = await asyncio.gather(*(source.query(query, at=at) for query in queries))
     newest = _scalar(queries[0], results[0])
     rates = {
-        window: WindowRates(
-            errors=_scalar(queries[1 + 2 * index], results[1 + 2 * index]),
-            total=_scalar(queries[2 + 2 * index], results[2 + 2 * index]),
+        window.window: WindowRates(
+            errors=_scalar(window.errors, results[1 + 2 * index]),
+            total=_scalar(window.total, results[2 + 2 * index]),
         )
-        for index, window in enumerate(windows)
+        for index, window in enumerate(plan.windows)
     }
     age = None if newest is None else max(0.0, at.timestamp() - newest)
     return Measurements(windows=rates, newest_sample_age=age)
@@ -77,7 +73,7 @@ def _scalar(query: str, samples: Sequence[Sample]) -> float | None:
     return value
 
 
-def _tenant_matchers(objective: Objective, settings: EvaluationSettings) -> tuple[LabelMatcher, ...]:
+def tenant_matchers(objective: Objective, settings: EvaluationSettings) -> tuple[LabelMatcher, ...]:
     if settings.tenant_label is None:
         return ()
     return (LabelMatcher(settings.tenant_label, MatchOp.EQUAL, objective.namespace),)

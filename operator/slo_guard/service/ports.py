@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from slo_guard.adapters.kubernetes import ObjectRef, WorkloadSnapshot
 from slo_guard.adapters.prometheus import Sample
@@ -38,3 +38,9 @@ class EventSink(Protocol):
 
 class StatusStore(Protocol):
     async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, object]) -> None: ...
+
+
+class RuleSink(Protocol):
+    async def write(self, document: Mapping[str, Any]) -> None:
+        """Make `document` (a Prometheus rule file) the rules Prometheus evaluates."""
+        ...

@@ -1,0 +1,268 @@
+"""Evaluation through operator-managed recording rules, on a real Prometheus scraping synthetic services.
+
+The rules are written the way `slo-guard run --rules-file` writes them (a rule file plus `/-/reload`); the
+queries the operator sends are counted by a loopback proxy in front of Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.support.exporter import SyntheticService, Traffic
+from tests.support.faults import FaultProxy
+from tests.support.prometheus import PrometheusServer
+
+from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
+from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings
+from slo_guard.domain.durations import format_duration
+from slo_guard.domain.evaluation import error_ratio
+from slo_guard.domain.evaluation_types import State, WindowRates
+from slo_guard.domain.model import Objective, RatioIndicator
+from slo_guard.domain.recording import (
+    EVALUATED_RECORD,
+    PERIOD_LABEL,
+    SLO_LABEL,
+    measurement_queries,
+    refresh_period,
+)
+from slo_guard.domain.selectors import parse_selector
+from slo_guard.domain.windows import default_tiers
+from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective, measure
+from slo_guard.service.recorded import ManagedRules, RecordedSource
+from slo_guard.telemetry import OperatorMetrics
+
+pytestmark = pytest.mark.prometheus
+
+HOUR = 3600
+SETTINGS = EvaluationSettings(max_staleness=30)
+ERROR_RATIOS = (0.0, 0.02, 0.25)
+TOLERANCE = 0.005
+"""Relative difference allowed between a recorded error ratio and a direct one."""
+
+
+def objective(name: str, service: SyntheticService, *, also: str = "") -> Objective:
+    """`also` adds matchers, making the queries' text differ from other SLOs' on the same service."""
+    instance = f'job="synthetic",instance="{service.target}"{also}'
+    return Objective(
+        name=name,
+        namespace="shop",
+        objective=0.99,
+        window=HOUR,
+        indicator=RatioIndicator(
+            errors=parse_selector(f'http_requests_total{{{instance},code="500"}}'),
+            total=parse_selector(f"http_requests_total{{{instance}}}"),
+        ),
+        tiers=default_tiers(HOUR, min_step=1),
+        evaluation_interval=1,
+    )
+
+
+class World:
+    def __init__(self, prometheus: PrometheusServer, services: list[SyntheticService], rules_path: Path) -> None:
+        self.prometheus = prometheus
+        self.services = services
+        self.rules_path = rules_path
+        self.proxy = FaultProxy(prometheus.url)
+        self.metrics = OperatorMetrics()
+        self.sink = FileRuleSink(
+            RuleFileSettings(path=rules_path, reload_url=f"{prometheus.url}/-/reload"),
+            PrometheusSettings(url=prometheus.url),
+        )
+
+    def new_client(self) -> PrometheusClient:
+        """A client per test: its bulkhead belongs to the test's event loop."""
+        settings = PrometheusSettings(url=self.proxy.url, timeout=2, retries=1, backoff_base=0.05, backoff_max=0.1)
+        return PrometheusClient(settings, metrics=self.metrics)
+
+    def queries_sent(self) -> int:
+        return sum(1 for request in self.proxy.requests if request.path.startswith("/api/v1/query"))
+
+    def reads(self, source: str) -> float:
+        return self.metrics.recorded_reads.labels(source=source)._value.get()
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[PrometheusClient]:
+    async with world.new_client() as prometheus:
+        yield prometheus
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("recorded")
+    services = [SyntheticService(Traffic(rps=50, error_ratio=ratio)).start() for ratio in ERROR_RATIOS]
+    rules_path = workdir / "rules" / "slo-guard.yaml"
+    rules_path.parent.mkdir()
+    rules_path.write_text("groups: []\n")
+    prometheus = PrometheusServer(
+        workdir / "prometheus", scrape_targets=[s.target for s in services], rule_files=[rules_path]
+    ).start()
+    world = World(prometheus, services, rules_path)
+    # The shortest window the SLOs use is 2 s: wait until every service has that much history.
+    deadline = time.monotonic() + 60
+    while len(prometheus.query("sum by (instance) (rate(http_requests_total[3s]) > 0)")) < len(services):
+        assert time.monotonic() < deadline, "Prometheus never scraped the synthetic services"
+        time.sleep(0.5)
+    world.proxy.start()
+    try:
+        yield world
+    finally:
+        world.sink.close()
+        world.proxy.stop()
+        prometheus.stop()
+        for service in services:
+            service.stop()
+
+
+def objectives(world: World, count: int) -> list[Objective]:
+    return [objective(f"svc-{index}", world.services[index % len(world.services)]) for index in range(count)]
+
+
+async def write_rules(
+    world: World, client: PrometheusClient, slos: list[Objective]
+) -> tuple[ManagedRules, RecordedSource]:
+    rules = ManagedRules(SETTINGS)
+    for slo in slos:
+        rules.observe(slo)
+    await world.sink.write(rules.document())
+    return rules, RecordedSource(rules, client, metrics=world.metrics)
+
+
+async def wait_until_recorded(world: World, source: RecordedSource, slos: list[Objective]) -> None:
+    """Until one whole pass over `slos` is answered without a direct query."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        before = world.reads("direct")
+        await asyncio.gather(*(measure(slo, source, at=datetime.now(UTC), settings=SETTINGS) for slo in slos))
+        if world.reads("direct") == before:
+            return
+        await asyncio.sleep(1)
+    raise AssertionError("the managed recording rules never answered every query")
+
+
+def direct_at_rule_evaluation(world: World, slo: Objective, *, at: datetime) -> dict[int, float | None]:
+    """Each window's error ratio queried directly at the time its rule group last ran before `at`."""
+    evaluated = {
+        labels[PERIOD_LABEL]: value
+        for labels, value in world.prometheus.query(
+            f'last_over_time({EVALUATED_RECORD}{{{SLO_LABEL}="{slo.name}"}}[1m])', at=at
+        )
+    }
+    ratios = {}
+    for window in measurement_queries(slo).windows:
+        ran_at = datetime.fromtimestamp(evaluated[format_duration(refresh_period(window.window, interval=1))], UTC)
+        errors = world.prometheus.query_value(window.errors, at=ran_at)
+        total = world.prometheus.query_value(window.total, at=ran_at)
+        ratios[window.window] = error_ratio(slo.indicator, WindowRates(errors=errors, total=total))
+    return ratios
+
+
+async def test_recorded_values_are_what_prometheus_answers_when_the_rules_run(
+    world: World, client: PrometheusClient
+) -> None:
+    slos = objectives(world, 3)
+    rules, source = await write_rules(world, client, slos)
+    await wait_until_recorded(world, source, slos)
+    at = datetime.now(UTC)
+    fresh = RecordedSource(rules, client, metrics=world.metrics)
+    for slo in slos:
+        recorded = await measure(slo, fresh, at=at, settings=SETTINGS)
+        expected = direct_at_rule_evaluation(world, slo, at=at)
+        for window, ratio in expected.items():
+            assert ratio is not None, f"window {window}s has traffic"
+            actual = error_ratio(slo.indicator, recorded.windows[window])
+            assert actual == pytest.approx(ratio, rel=TOLERANCE), f"{slo.name}, window {window}s"
+        assert recorded.newest_sample_age is not None
+        assert recorded.newest_sample_age < 5
+
+
+async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: World, client: PrometheusClient) -> None:
+    per_cycle = {}
+    for count in (1, 30):
+        slos = objectives(world, count)
+        _, source = await write_rules(world, client, slos)
+        await wait_until_recorded(world, source, slos)
+        await asyncio.sleep(1.1)
+        sent = world.queries_sent()
+        at = datetime.now(UTC)
+        await asyncio.gather(*(measure(slo, source, at=at, settings=SETTINGS) for slo in slos))
+        per_cycle[count] = world.queries_sent() - sent
+    assert per_cycle == {1: 2, 30: 2}, "one batch of two queries answers all of every SLO's queries"
+
+
+async def test_a_new_slo_is_evaluated_by_direct_queries_until_its_rules_run(
+    world: World, client: PrometheusClient
+) -> None:
+    recorded_slos = objectives(world, 1)
+    _, source = await write_rules(world, client, recorded_slos)
+    await wait_until_recorded(world, source, recorded_slos)
+    newcomer = objective("newcomer", world.services[2], also=',path!="/never"')
+    direct_before = world.reads("direct")
+    evaluation = await evaluate_objective(newcomer, source, at=datetime.now(UTC), settings=SETTINGS)
+    assert evaluation.state is State.EXHAUSTED, "25 % errors spend a 1 % budget, read directly"
+    queries = 1 + 2 * len(measurement_queries(newcomer).windows)
+    assert world.reads("direct") - direct_before == queries, "every one of its queries went to Prometheus"
+
+
+async def test_values_of_rules_that_stopped_running_are_not_used(world: World, client: PrometheusClient) -> None:
+    slos = objectives(world, 1)
+    rules, source = await write_rules(world, client, slos)
+    await wait_until_recorded(world, source, slos)
+    await world.sink.write({"groups": []})
+    slowest = max(refresh_period(w.window, interval=1) for w in measurement_queries(slos[0]).windows)
+    await asyncio.sleep(2 * slowest + 1.5)
+    fresh = RecordedSource(rules, client, metrics=world.metrics)
+    direct_before = world.reads("direct")
+    await measure(slos[0], fresh, at=datetime.now(UTC), settings=SETTINGS)
+    queries = 1 + 2 * len(measurement_queries(slos[0]).windows)
+    assert world.reads("direct") - direct_before == queries, "values older than twice their period are not used"
+
+
+async def test_an_unreachable_prometheus_fails_the_cycle_without_a_query_storm(
+    world: World, client: PrometheusClient
+) -> None:
+    slos = objectives(world, 20)
+    _, source = await write_rules(world, client, slos)
+    await wait_until_recorded(world, source, slos)
+    await asyncio.sleep(1.1)
+    world.proxy.fail_with = 503
+    try:
+        sent = world.queries_sent()
+        at = datetime.now(UTC)
+        evaluations = await asyncio.gather(*(evaluate_objective(slo, source, at=at, settings=SETTINGS) for slo in slos))
+        failed_requests = world.queries_sent() - sent
+    finally:
+        world.proxy.fail_with = None
+    assert {e.state for e in evaluations} == {State.UNKNOWN}
+    assert failed_requests <= 4, "two batch queries, each tried twice; no per-SLO direct queries"
+
+
+async def test_absent_results_are_recorded_as_minus_infinity_and_read_back_as_absent(
+    world: World, client: PrometheusClient
+) -> None:
+    silent = Objective(
+        name="silent",
+        namespace="shop",
+        objective=0.99,
+        window=HOUR,
+        indicator=RatioIndicator(
+            errors=parse_selector('never_exported_total{code="500"}'),
+            total=parse_selector("never_exported_total"),
+        ),
+        tiers=default_tiers(HOUR, min_step=1),
+        evaluation_interval=1,
+    )
+    _, source = await write_rules(world, client, [silent])
+    await wait_until_recorded(world, source, [silent])
+    measured = await measure(silent, source, at=datetime.now(UTC), settings=SETTINGS)
+    assert measured.newest_sample_age is None
+    assert all(rates.total is None and rates.errors is None for rates in measured.windows.values())
+    stored = world.prometheus.query('sloguard_operator:query:value{sloguard_slo="silent"}')
+    assert stored
+    assert all(value == -math.inf for _, value in stored)

@@ -1,0 +1,43 @@
+"""The rule file the operator writes for Prometheus: atomic, only when changed, followed by a reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.support.faults import FaultProxy
+
+from slo_guard.adapters.prometheus import PrometheusSettings
+from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings, RuleSinkError
+
+DOCUMENT = {"groups": [{"name": "g", "interval": "30s", "rules": [{"record": "a:b", "expr": "vector(1)"}]}]}
+FAST = PrometheusSettings(url="http://127.0.0.1:9", retries=1, backoff_base=0.01, backoff_max=0.01, timeout=2)
+
+
+def reloads(proxy: FaultProxy) -> list[str]:
+    return [request.path for request in proxy.requests if request.method == "POST"]
+
+
+async def test_writes_the_rules_then_reloads_once_and_skips_unchanged_rules(tmp_path: Path) -> None:
+    with FaultProxy(None, fail_with=200) as prometheus:
+        path = tmp_path / "rules" / "slo-guard.yaml"
+        sink = FileRuleSink(RuleFileSettings(path=path, reload_url=f"{prometheus.url}/-/reload"), FAST)
+        await sink.write(DOCUMENT)
+        await sink.write(DOCUMENT)
+        sink.close()
+        assert yaml.safe_load(path.read_text()) == DOCUMENT
+        assert reloads(prometheus) == ["/-/reload"]
+        assert [p.name for p in path.parent.iterdir()] == ["slo-guard.yaml"], "no temporary file is left behind"
+
+
+async def test_a_failed_reload_raises_and_the_next_write_tries_again(tmp_path: Path) -> None:
+    with FaultProxy(None, fail_with=500) as prometheus:
+        sink = FileRuleSink(RuleFileSettings(path=tmp_path / "r.yaml", reload_url=f"{prometheus.url}/-/reload"), FAST)
+        with pytest.raises(RuleSinkError, match="answered 500"):
+            await sink.write(DOCUMENT)
+        assert len(reloads(prometheus)) == 2, "one retry"
+        prometheus.fail_with = 200
+        await sink.write(DOCUMENT)
+        sink.close()
+        assert len(reloads(prometheus)) == 3, "unchanged text is still reloaded after a failure"
