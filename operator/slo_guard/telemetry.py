@@ -60,6 +60,8 @@ class RecordedRead(enum.StrEnum):
     """Read from the batch of recorded values."""
     DIRECT = "direct"
     """Not recorded yet, or recorded too long ago: sent to Prometheus as is."""
+    REUSED = "reused"
+    """A direct answer younger than the query's refresh period, reused."""
 
 
 # Prometheus answers in milliseconds when healthy; the top buckets catch timeouts.

@@ -10,7 +10,7 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -138,9 +138,9 @@ async def wait_until_recorded(world: World, source: RecordedSource, slos: list[O
     """Until one whole pass over `slos` is answered without a direct query."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        before = world.reads("direct")
+        before = world.reads("direct") + world.reads("reused")
         await asyncio.gather(*(measure(slo, source, at=datetime.now(UTC), settings=SETTINGS) for slo in slos))
-        if world.reads("direct") == before:
+        if world.reads("direct") + world.reads("reused") == before:
             return
         await asyncio.sleep(1)
     raise AssertionError("the managed recording rules never answered every query")
@@ -196,18 +196,29 @@ async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: Worl
     assert per_cycle == {1: 2, 30: 2}, "one batch of two queries answers all of every SLO's queries"
 
 
-async def test_a_new_slo_is_evaluated_by_direct_queries_until_its_rules_run(
+async def test_a_new_slo_is_evaluated_by_direct_queries_reused_for_their_refresh_period(
     world: World, client: PrometheusClient
 ) -> None:
     recorded_slos = objectives(world, 1)
-    _, source = await write_rules(world, client, recorded_slos)
+    rules, source = await write_rules(world, client, recorded_slos)
     await wait_until_recorded(world, source, recorded_slos)
     newcomer = objective("newcomer", world.services[2], also=',path!="/never"')
+    rules.observe(newcomer)
+    plan = measurement_queries(newcomer)
+    queries = 1 + 2 * len(plan.windows)
+    slow = 2 * sum(1 for w in plan.windows if refresh_period(w.window, interval=1) > 1)
+    assert slow > 0, "the 1 h window is recomputed every 5 s"
+
     direct_before = world.reads("direct")
-    evaluation = await evaluate_objective(newcomer, source, at=datetime.now(UTC), settings=SETTINGS)
+    at = datetime.now(UTC)
+    evaluation = await evaluate_objective(newcomer, source, at=at, settings=SETTINGS)
     assert evaluation.state is State.EXHAUSTED, "25 % errors spend a 1 % budget, read directly"
-    queries = 1 + 2 * len(measurement_queries(newcomer).windows)
     assert world.reads("direct") - direct_before == queries, "every one of its queries went to Prometheus"
+
+    direct_before, reused_before = world.reads("direct"), world.reads("reused")
+    await evaluate_objective(newcomer, source, at=at + timedelta(seconds=1), settings=SETTINGS)
+    assert world.reads("reused") - reused_before == slow, "slow windows reuse the answer until their period ends"
+    assert world.reads("direct") - direct_before == queries - slow
 
 
 async def test_values_of_rules_that_stopped_running_are_not_used(world: World, client: PrometheusClient) -> None:

@@ -4,9 +4,10 @@ Each query an evaluation sends (see `measurement_queries`) is recorded under one
 its text. The operator then reads every SLO's numbers with a constant number of queries per cycle, and a
 query whose recorded value is missing or old is sent directly instead.
 
-A window of W seconds is recomputed every `refresh_period` (W/1440, never faster than the SLO's interval): a
-30-day budget is refreshed every 30 minutes, while the page tiers' short windows keep the SLO's own cadence.
-Scanning 30 days of samples every cycle is what makes naive SLO evaluation expensive.
+A window of W seconds is recomputed every `refresh_period` (W/720, never faster than the SLO's interval): a
+30-day budget is refreshed hourly, the 1-day ticket window every 2 minutes, while the page tiers' windows (6 h
+and shorter) keep the SLO's own cadence. Scanning 30 days of samples every cycle is what makes naive SLO
+evaluation expensive; a value at most W/720 old moves the budget it reports by at most factor/720 of it.
 
 Every rule answers on every evaluation: an absent result is recorded as -Inf (no rate, ratio or timestamp is
 ever -Inf), so a value read back always comes from the group's latest evaluation.
@@ -35,8 +36,8 @@ QUERY_LABEL = "query"
 PERIOD_LABEL = "period"
 ABSENT = -math.inf
 """Recorded when the query has no result."""
-REFRESH_DIVISOR = 1440
-"""A window is recomputed every window/1440 seconds: 30 d every 30 m, 1 d every minute."""
+REFRESH_DIVISOR = 720
+"""A window is recomputed every window/720 seconds: 30 d hourly, 1 d every 2 minutes."""
 GROUP_PREFIX = "sloguard-operator"
 
 RuleGroup = dict[str, Any]
@@ -97,6 +98,16 @@ def managed_rule_groups(objective: Objective, *, extra: Sequence[LabelMatcher] =
 def longest_period(groups: Sequence[RuleGroup]) -> int:
     """Seconds: the slowest group's interval; values are read over a range that covers it."""
     return max((parse_duration(group["interval"]) for group in groups), default=0)
+
+
+def query_periods(groups: Sequence[RuleGroup]) -> dict[str, int]:
+    """Query key -> seconds between its recomputations, for the groups of one SLO."""
+    return {
+        rule["labels"][QUERY_LABEL]: parse_duration(group["interval"])
+        for group in groups
+        for rule in group["rules"]
+        if QUERY_LABEL in rule["labels"]
+    }
 
 
 def _group(objective: Objective, *, period: int, exprs: Sequence[str]) -> RuleGroup:

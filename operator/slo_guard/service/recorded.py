@@ -3,7 +3,9 @@
 `ManagedRules` keeps the rule groups of every SLO this process evaluates; `sync_rules_forever` writes them
 to a `RuleSink` (a rule file plus reload, or a PrometheusRule object) whenever they change. `RecordedSource`
 answers the evaluation's queries from one batch of recorded values per cycle, and sends a query directly
-when its value is not recorded yet (a new or edited SLO) or was recorded too long ago.
+when its value is not recorded yet (a new or edited SLO) or was recorded too long ago. A direct answer is
+reused for the query's refresh period, as a recorded one would be: until a new SLO's slow groups first run
+(up to an hour for a 30-day window), its long windows cost one direct query per period, not per cycle.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from slo_guard.domain.recording import (
     longest_period,
     managed_rule_groups,
     query_key,
+    query_periods,
 )
 from slo_guard.service.evaluation import EvaluationSettings, tenant_matchers
 from slo_guard.service.ports import MetricsSource, RuleSink
@@ -37,8 +40,8 @@ from slo_guard.telemetry import OperatorMetrics, RecordedRead
 
 logger = logging.getLogger("slo_guard.recorded")
 
-MIN_READ_RANGE = 60
-"""Seconds; values are read over at least this range, so a fast group's latest value is always in it."""
+READ_MARGIN = 60
+"""Seconds added to the slowest group's period when reading values back, for late rule evaluations."""
 
 
 class ManagedRules:
@@ -48,6 +51,7 @@ class ManagedRules:
         self._settings = settings
         self._groups: dict[str, list[RuleGroup]] = {}
         self._intervals: dict[str, int] = {}
+        self._periods: dict[str, dict[str, int]] = {}
         self.changed = asyncio.Event()
 
     def observe(self, objective: Objective) -> None:
@@ -55,12 +59,19 @@ class ManagedRules:
         if self._groups.get(objective.key) != groups:
             self._groups[objective.key] = groups
             self._intervals[objective.key] = objective.evaluation_interval
+            self._periods[objective.key] = query_periods(groups)
             self.changed.set()
 
     def forget(self, key: str) -> None:
         if self._groups.pop(key, None) is not None:
             del self._intervals[key]
+            del self._periods[key]
             self.changed.set()
+
+    def period_of(self, query: str) -> int | None:
+        """Seconds between recomputations of the query with this key, the shortest among SLOs sharing it."""
+        periods = [by_query[query] for by_query in self._periods.values() if query in by_query]
+        return min(periods, default=None)
 
     def document(self) -> dict[str, list[RuleGroup]]:
         """A Prometheus rule file (`{"groups": [...]}`), in a stable order so unchanged rules write the same."""
@@ -68,9 +79,8 @@ class ManagedRules:
 
     @property
     def read_range(self) -> int:
-        """Seconds to look back for recorded values: twice the slowest group's period."""
-        slowest = max((longest_period(groups) for groups in self._groups.values()), default=0)
-        return max(MIN_READ_RANGE, 2 * slowest)
+        """Seconds to look back for recorded values: the slowest group's period and a margin."""
+        return max((longest_period(groups) for groups in self._groups.values()), default=0) + READ_MARGIN
 
     @property
     def shortest_interval(self) -> int | None:
@@ -122,28 +132,49 @@ class RecordedSource:
         self._metrics = metrics
         self._batch: _Batch | None = None
         self._lock = asyncio.Lock()
+        self._answered: dict[str, tuple[float, Sequence[Sample]]] = {}
+        """Direct answers by query key, with the time they answered for."""
 
     async def query(self, expr: str, *, at: datetime) -> Sequence[Sample]:
         batch = await self._batch_for(at)
         if batch.error is not None:
             # A failed batch fails every query of the cycle: a broken Prometheus gets no direct-query storm.
             raise batch.error
-        recorded = _lookup(batch, query_key(expr))
+        key = query_key(expr)
+        recorded = _lookup(batch, key)
         if recorded is None:
-            self._metrics.recorded_reads.labels(source=RecordedRead.DIRECT.value).inc()
-            return await self._direct.query(expr, at=at)
+            return await self._answer_directly(expr, key=key, at=at)
         self._metrics.recorded_reads.labels(source=RecordedRead.RECORDED.value).inc()
         if recorded == -math.inf:
             return []
         return [Sample(labels={}, value=recorded, timestamp=at.timestamp())]
 
+    async def _answer_directly(self, expr: str, *, key: str, at: datetime) -> Sequence[Sample]:
+        period = self._rules.period_of(key) or 0
+        answered = self._answered.get(key)
+        if answered is not None and 0 <= at.timestamp() - answered[0] < period:
+            self._metrics.recorded_reads.labels(source=RecordedRead.REUSED.value).inc()
+            return answered[1]
+        self._metrics.recorded_reads.labels(source=RecordedRead.DIRECT.value).inc()
+        samples = await self._direct.query(expr, at=at)
+        self._answered[key] = (at.timestamp(), samples)
+        return samples
+
     async def _batch_for(self, at: datetime) -> _Batch:
-        max_age = self._rules.shortest_interval or MIN_READ_RANGE
+        max_age = self._rules.shortest_interval or READ_MARGIN
         async with self._lock:
             batch = self._batch
             if batch is None or not 0 <= at.timestamp() - batch.at < max_age:
                 batch = self._batch = await self._fetch(at)
+                self._forget_old_answers(at.timestamp())
             return batch
+
+    def _forget_old_answers(self, now: float) -> None:
+        """Keeps the direct answers bounded by the queries of the SLOs still evaluated."""
+        for key, (answered_at, _) in list(self._answered.items()):
+            period = self._rules.period_of(key)
+            if period is None or now - answered_at >= period:
+                del self._answered[key]
 
     async def _fetch(self, at: datetime) -> _Batch:
         batch = _Batch(at=at.timestamp())

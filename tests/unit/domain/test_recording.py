@@ -44,16 +44,16 @@ def slo(*, window: int = 30 * DAY, interval: int = 30, name: str = "checkout") -
 
 @pytest.mark.parametrize(
     ("window", "period"),
-    [(30 * DAY, 30 * MINUTE), (3 * DAY, 3 * MINUTE), (DAY, MINUTE), (6 * 3600, 30), (5 * MINUTE, 30)],
+    [(30 * DAY, 60 * MINUTE), (3 * DAY, 6 * MINUTE), (DAY, 2 * MINUTE), (6 * 3600, 30), (5 * MINUTE, 30)],
 )
-def test_a_window_is_recomputed_every_1440th_of_its_length_but_never_faster_than_the_interval(
+def test_a_window_is_recomputed_every_720th_of_its_length_but_never_faster_than_the_interval(
     window: int, period: int
 ) -> None:
     assert refresh_period(window, interval=30) == period
 
 
 def test_refresh_periods_are_whole_intervals() -> None:
-    assert refresh_period(7 * DAY, interval=45) == 405  # 7 d / 1440 = 420 s, rounded down to 9 intervals
+    assert refresh_period(7 * DAY, interval=45) == 810  # 7 d / 720 = 840 s, rounded down to 18 intervals
 
 
 def test_every_query_an_evaluation_sends_is_recorded_once_at_its_windows_period() -> None:
@@ -71,7 +71,7 @@ def test_every_query_an_evaluation_sends_is_recorded_once_at_its_windows_period(
         expected[query_key(window.errors)] = refresh_period(window.window, interval=30)
         expected[query_key(window.total)] = refresh_period(window.window, interval=30)
     assert recorded == expected
-    assert [group["interval"] for group in groups] == ["30s", "1m", "3m", "30m"]
+    assert [group["interval"] for group in groups] == ["30s", "2m", "6m", "1h"]
 
 
 def test_each_group_records_when_it_ran_and_answers_even_without_data() -> None:
