@@ -67,6 +67,9 @@ class RecordedRead(enum.StrEnum):
 # Prometheus answers in milliseconds when healthy; the top buckets catch timeouts.
 _REQUEST_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+# Intervals are whole seconds, usually 10 s to 5 m; the fine steps around them show lateness.
+_SPACING_BUCKETS = (0.5, 1, 1.5, 2, 5, 10, 15, 20, 25, 29, 30, 31, 33, 36, 45, 60, 61, 66, 90, 120, 300, 301, 330, 600)
+
 
 class OperatorMetrics:
     """Every metric slo-guard exports about itself."""
@@ -135,6 +138,12 @@ class OperatorMetrics:
             "slo_guard_evaluation_duration_seconds",
             "Wall time of one SLO's evaluate-and-reconcile pass.",
             buckets=_REQUEST_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.evaluation_spacing = Histogram(
+            "slo_guard_evaluation_spacing_seconds",
+            "Time between the starts of one SLO's consecutive passes; above the interval means falling behind.",
+            buckets=_SPACING_BUCKETS,
             registry=self.registry,
         )
         self.recorded_reads = Counter(

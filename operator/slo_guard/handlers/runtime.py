@@ -158,7 +158,12 @@ class Runtime:
         self.heartbeats.beat(key, interval=interval, now=time.monotonic())
         try:
             await stopped.wait(max(0.0, anchor - time.monotonic()))
+            previous_start: float | None = None
             while not stopped:
+                started = time.monotonic()
+                if previous_start is not None:
+                    self.metrics.evaluation_spacing.observe(started - previous_start)
+                previous_start = started
                 await self._pass(key, body)
                 interval = _interval(body)
                 self.heartbeats.beat(key, interval=interval, now=time.monotonic())
