@@ -144,7 +144,10 @@ def apply_examples(kube: KubeClient) -> None:
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="slo-guard-demo-"))
     service = SyntheticService(Traffic(rps=50, error_ratio=0.0)).start()
-    prometheus = PrometheusServer(workdir / "prometheus", scrape_targets=[service.target]).start()
+    # slo-guard writes its recording rules here and asks Prometheus to reload them (`--rules-file`).
+    rules = workdir / "slo-guard-rules.yaml"
+    rules.write_text("groups: []\n", encoding="utf-8")
+    prometheus = PrometheusServer(workdir / "prometheus", scrape_targets=[service.target], rule_files=[rules]).start()
     emulator, api_url = start_emulator(workdir)
     kubeconfig = write_kubeconfig(workdir / "kubeconfig", api_url)
     operator_log = workdir / "operator.log"
@@ -156,6 +159,7 @@ def main() -> int:
             "--max-staleness", "15s",
             "--standalone",
             "--health-port", str(free_port()),
+            "--rules-file", str(rules),
         ],
         env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
         stdout=operator_log.open("wb"),
@@ -181,6 +185,8 @@ def main() -> int:
         narrator.until(lambda deployment: not deployment["spec"].get("paused"), "the resume")
         say("Budget recovered: deployment/checkout resumed. Events slo-guard posted:")
         events(kube)
+        groups = len((yaml.safe_load(rules.read_text()) or {}).get("groups") or [])
+        say(f"slo-guard kept {groups} recording rule groups in {rules}; each cycle read them back in two queries.")
         say("Done. Run `make test` for the full suite.")
         return 0
     finally:
