@@ -278,4 +278,10 @@ def _run(args: argparse.Namespace) -> int:
     from slo_guard.handlers import run_operator  # noqa: PLC0415
     from slo_guard.handlers.runtime import RuntimeConfig  # noqa: PLC0415
 
-    return run_operator(RuntimeConfig.from_args(args, prometheus=prometheus_settings(args)))
+    if args.rules_file and args.rules_prometheusrule:
+        raise InputError("--rules-file and --rules-prometheusrule: choose one place for the recording rules")
+    try:
+        config = RuntimeConfig.from_args(args, prometheus=prometheus_settings(args))
+    except ValueError as err:
+        raise InputError(f"--rules-prometheusrule-labels: {err}") from None
+    return run_operator(config)

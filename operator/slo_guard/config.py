@@ -156,6 +156,18 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         "URL POSTed after writing --rules-file; default <prometheus>/-/reload, `none` to skip",
         metavar="URL",
     ),
+    Setting(
+        "rules_prometheusrule",
+        False,
+        "Manage recording rules as one PrometheusRule per SLO (prometheus-operator) and read SLIs through them",
+        _flag,
+    ),
+    Setting(
+        "rules_prometheusrule_labels",
+        "role=slo-guard-rules",
+        "Labels on those PrometheusRules, for the Prometheus ruleSelector: KEY=VALUE[,KEY=VALUE]",
+        metavar="LABELS",
+    ),
     Setting("rules_settle", 2.0, "Seconds to gather SLO changes before rewriting the recording rules", _positive_float),
 )
 

@@ -130,7 +130,7 @@ async def write_rules(
     rules = ManagedRules(SETTINGS)
     for slo in slos:
         rules.observe(slo)
-    await world.sink.write(rules.document())
+    await world.sink.write(rules.by_slo())
     return rules, RecordedSource(rules, client, metrics=world.metrics)
 
 
@@ -225,7 +225,7 @@ async def test_values_of_rules_that_stopped_running_are_not_used(world: World, c
     slos = objectives(world, 1)
     rules, source = await write_rules(world, client, slos)
     await wait_until_recorded(world, source, slos)
-    await world.sink.write({"groups": []})
+    await world.sink.write({})
     slowest = max(refresh_period(w.window, interval=1) for w in measurement_queries(slos[0]).windows)
     await asyncio.sleep(2 * slowest + 1.5)
     fresh = RecordedSource(rules, client, metrics=world.metrics)

@@ -1,18 +1,32 @@
-"""Where the managed recording rules go: a rule file Prometheus reads, followed by a reload request."""
+"""Where the managed recording rules go: a rule file plus a reload request, or PrometheusRule objects.
+
+A rule file suits a Prometheus next to the operator (the demo, the benchmark, a VM); with prometheus-operator,
+each SLO gets its own PrometheusRule in its namespace, which keeps every object far below the API server's size
+limit at any number of SLOs and lets the prometheus-operator's `ruleNamespaceSelector` decide what loads.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
+from kubernetes.client import CustomObjectsApi
 
+from slo_guard.adapters.kubernetes import (
+    MERGE_PATCH,
+    KubernetesApi,
+    KubernetesUnavailable,
+    ObjectNotFound,
+    WorkloadConflict,
+)
 from slo_guard.adapters.prometheus import BearerTokenFileAuth, PrometheusSettings
 from slo_guard.adapters.resilience import CircuitBreaker, RetryPolicy, retry
 
@@ -51,8 +65,9 @@ class FileRuleSink:
             reset_timeout=prometheus.breaker_reset_timeout,
         )
 
-    async def write(self, document: Mapping[str, Any]) -> None:
-        text = yaml.safe_dump(dict(document), sort_keys=False, width=1_000_000)
+    async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        document = {"groups": [dict(group) for groups in rules.values() for group in groups]}
+        text = yaml.safe_dump(document, sort_keys=False, width=1_000_000)
         if text == self._written:
             return
         await asyncio.to_thread(_replace_file, self._settings.path, text)
@@ -96,3 +111,77 @@ def _verify(settings: PrometheusSettings) -> bool | str:
     if settings.insecure_skip_verify:
         return False
     return str(settings.ca_file) if settings.ca_file is not None else True
+
+
+PROMETHEUS_RULE_GROUP = "monitoring.coreos.com"
+PROMETHEUS_RULE_VERSION = "v1"
+PROMETHEUS_RULE_PLURAL = "prometheusrules"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+class PrometheusRuleSink:
+    """One PrometheusRule per SLO, named `sloguard-<slo>` in the SLO's namespace; deleted with the SLO's rules."""
+
+    def __init__(self, api: KubernetesApi, *, labels: Mapping[str, str]) -> None:
+        self._api = api
+        self._custom = CustomObjectsApi(api.client)
+        self._labels = dict(labels)
+        self._written: dict[str, list[dict[str, Any]]] = {}
+
+    async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        for key in [key for key in self._written if key not in rules]:
+            await self._delete(key)
+            del self._written[key]
+        for key, groups in rules.items():
+            wanted = [dict(group) for group in groups]
+            if self._written.get(key) != wanted:
+                await self._apply(key, wanted)
+                self._written[key] = wanted
+
+    async def _apply(self, key: str, groups: list[dict[str, Any]]) -> None:
+        namespace, name = _split(key)
+        labels = {**self._labels, MANAGED_BY_LABEL: "slo-guard"}
+        spec = {"groups": groups}
+        body = {
+            "apiVersion": f"{PROMETHEUS_RULE_GROUP}/{PROMETHEUS_RULE_VERSION}",
+            "kind": "PrometheusRule",
+            "metadata": {"name": rule_object_name(name), "namespace": namespace, "labels": labels},
+            "spec": spec,
+        }
+        patch = partial(
+            self._custom.patch_namespaced_custom_object,
+            *_where(namespace),
+            rule_object_name(name),
+            {"metadata": {"labels": labels}, "spec": spec},
+            _content_type=MERGE_PATCH,
+        )
+        try:
+            await self._api.request("patch", patch, write=True)
+        except ObjectNotFound:
+            create = partial(self._custom.create_namespaced_custom_object, *_where(namespace), body)
+            await self._api.request("create", create, write=True)
+        except (KubernetesUnavailable, WorkloadConflict) as error:
+            raise RuleSinkError(f"PrometheusRule for {key}: {error}") from error
+
+    async def _delete(self, key: str) -> None:
+        namespace, name = _split(key)
+        delete = partial(self._custom.delete_namespaced_custom_object, *_where(namespace), rule_object_name(name))
+        try:
+            await self._api.request("delete", delete, write=True)
+        except ObjectNotFound:
+            return
+        except (KubernetesUnavailable, WorkloadConflict) as error:
+            raise RuleSinkError(f"deleting the PrometheusRule of {key}: {error}") from error
+
+
+def rule_object_name(slo: str) -> str:
+    return f"sloguard-{slo}"[:253]
+
+
+def _where(namespace: str) -> tuple[str, str, str, str]:
+    return (PROMETHEUS_RULE_GROUP, PROMETHEUS_RULE_VERSION, namespace, PROMETHEUS_RULE_PLURAL)
+
+
+def _split(key: str) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    return namespace, name

@@ -20,7 +20,7 @@ from slo_guard.adapters.kubernetes import (
     load_api_client,
 )
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
-from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings
+from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFileSettings
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.resources import SpecError, objective_from_resource
@@ -65,7 +65,9 @@ class RuntimeConfig:
     peering_name: str
     priority: int
     rules: RuleFileSettings | None = None
-    """Where to manage recording rules; None evaluates with direct queries."""
+    """The rule file to manage; None: no rule file."""
+    rules_prometheusrule_labels: Mapping[str, str] | None = None
+    """Manage PrometheusRule objects with these labels; None: no PrometheusRules."""
     rules_settle: float = 2.0
 
     @classmethod
@@ -89,6 +91,9 @@ class RuntimeConfig:
             peering_name=args.peering_name,
             priority=args.priority,
             rules=_rule_file_settings(args, prometheus=prometheus),
+            rules_prometheusrule_labels=(
+                parse_labels(args.rules_prometheusrule_labels) if args.rules_prometheusrule else None
+            ),
             rules_settle=args.rules_settle,
         )
 
@@ -102,13 +107,13 @@ class Runtime:
         self.heartbeats = EvaluationHeartbeats()
         self.ready = False
         self._prometheus = PrometheusClient(config.prometheus, metrics=self.metrics)
+        self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
         self.rules = ManagedRules(config.evaluation)
-        self._rule_sink = None if config.rules is None else FileRuleSink(config.rules, config.prometheus)
+        self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
         metrics_source: MetricsSource = self._prometheus
         if self._rule_sink is not None:
             metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
-        self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
         self.reconciler = Reconciler(
             metrics=metrics_source,
             workloads=DeploymentWorkloads(self._kubernetes),
@@ -124,6 +129,13 @@ class Runtime:
             heartbeats=self.heartbeats,
             is_ready=lambda: self.ready,
         )
+
+    def _make_rule_sink(self) -> FileRuleSink | PrometheusRuleSink | None:
+        if self.config.rules is not None:
+            return FileRuleSink(self.config.rules, self.config.prometheus)
+        if self.config.rules_prometheusrule_labels is not None:
+            return PrometheusRuleSink(self._kubernetes, labels=self.config.rules_prometheusrule_labels)
+        return None
 
     async def start(self) -> None:
         await self.probes.start()
@@ -144,7 +156,7 @@ class Runtime:
         if self._rule_sync is not None:
             self._rule_sync.cancel()
             await asyncio.gather(self._rule_sync, return_exceptions=True)
-        if self._rule_sink is not None:
+        if isinstance(self._rule_sink, FileRuleSink):
             self._rule_sink.close()
         await self.probes.stop()
         await self._prometheus.close()
@@ -204,6 +216,17 @@ class Runtime:
             self.metrics.record_evaluation(namespace=namespace, name=name, evaluation=outcome.evaluation)
         for action in outcome.actions:
             self.metrics.count_action(action=action.action, result=action.result)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`KEY=VALUE[,KEY=VALUE]`; ValueError names the part that is not `KEY=VALUE`."""
+    labels = {}
+    for part in filter(None, (item.strip() for item in text.split(","))):
+        key, equals, value = part.partition("=")
+        if not equals or not key:
+            raise ValueError(f"expected KEY=VALUE, got {part!r}")
+        labels[key] = value
+    return labels
 
 
 def _rule_file_settings(args: argparse.Namespace, *, prometheus: PrometheusSettings) -> RuleFileSettings | None:

@@ -41,6 +41,6 @@ class StatusStore(Protocol):
 
 
 class RuleSink(Protocol):
-    async def write(self, document: Mapping[str, Any]) -> None:
-        """Make `document` (a Prometheus rule file) the rules Prometheus evaluates."""
+    async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Make these rule groups, by SLO key (`namespace/name`), the managed rules Prometheus evaluates."""
         ...

@@ -73,9 +73,9 @@ class ManagedRules:
         periods = [by_query[query] for by_query in self._periods.values() if query in by_query]
         return min(periods, default=None)
 
-    def document(self) -> dict[str, list[RuleGroup]]:
-        """A Prometheus rule file (`{"groups": [...]}`), in a stable order so unchanged rules write the same."""
-        return {"groups": [group for key in sorted(self._groups) for group in self._groups[key]]}
+    def by_slo(self) -> dict[str, list[RuleGroup]]:
+        """Every SLO's rule groups by its key, in a stable order so unchanged rules write the same."""
+        return {key: list(self._groups[key]) for key in sorted(self._groups)}
 
     @property
     def read_range(self) -> int:
@@ -95,9 +95,9 @@ async def sync_rules_forever(
         await rules.changed.wait()
         await asyncio.sleep(settle)
         rules.changed.clear()
-        document = rules.document()
+        wanted = rules.by_slo()
         try:
-            await sink.write(document)
+            await sink.write(wanted)
         except Exception as error:
             metrics.rule_syncs.labels(result="failure").inc()
             logger.warning("writing the recording rules failed; retrying", extra={"error": str(error)})
@@ -105,7 +105,7 @@ async def sync_rules_forever(
             await asyncio.sleep(retry_every)
             continue
         metrics.rule_syncs.labels(result="success").inc()
-        metrics.managed_rule_groups.set(len(document["groups"]))
+        metrics.managed_rule_groups.set(sum(len(groups) for groups in wanted.values()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from tests.support.faults import FaultProxy
 from slo_guard.adapters.prometheus import PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings, RuleSinkError
 
-DOCUMENT = {"groups": [{"name": "g", "interval": "30s", "rules": [{"record": "a:b", "expr": "vector(1)"}]}]}
+GROUP = {"name": "g", "interval": "30s", "rules": [{"record": "a:b", "expr": "vector(1)"}]}
+RULES = {"shop/checkout": [GROUP]}
 FAST = PrometheusSettings(url="http://127.0.0.1:9", retries=1, backoff_base=0.01, backoff_max=0.01, timeout=2)
 
 
@@ -23,10 +24,10 @@ async def test_writes_the_rules_then_reloads_once_and_skips_unchanged_rules(tmp_
     with FaultProxy(None, fail_with=200) as prometheus:
         path = tmp_path / "rules" / "slo-guard.yaml"
         sink = FileRuleSink(RuleFileSettings(path=path, reload_url=f"{prometheus.url}/-/reload"), FAST)
-        await sink.write(DOCUMENT)
-        await sink.write(DOCUMENT)
+        await sink.write(RULES)
+        await sink.write(RULES)
         sink.close()
-        assert yaml.safe_load(path.read_text()) == DOCUMENT
+        assert yaml.safe_load(path.read_text()) == {"groups": [GROUP]}
         assert reloads(prometheus) == ["/-/reload"]
         assert [p.name for p in path.parent.iterdir()] == ["slo-guard.yaml"], "no temporary file is left behind"
 
@@ -35,9 +36,9 @@ async def test_a_failed_reload_raises_and_the_next_write_tries_again(tmp_path: P
     with FaultProxy(None, fail_with=500) as prometheus:
         sink = FileRuleSink(RuleFileSettings(path=tmp_path / "r.yaml", reload_url=f"{prometheus.url}/-/reload"), FAST)
         with pytest.raises(RuleSinkError, match="answered 500"):
-            await sink.write(DOCUMENT)
+            await sink.write(RULES)
         assert len(reloads(prometheus)) == 2, "one retry"
         prometheus.fail_with = 200
-        await sink.write(DOCUMENT)
+        await sink.write(RULES)
         sink.close()
         assert len(reloads(prometheus)) == 3, "unchanged text is still reloaded after a failure"
