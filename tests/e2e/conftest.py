@@ -3,10 +3,15 @@
 By default the API server is the kmock-based emulator in its own process. With `--real-cluster` the same scenarios run
 against the cluster in KUBECONFIG, reached through `kubectl proxy`; scenarios that need the emulator's fault injection
 or request log are skipped there.
+
+Scenarios the shared operator must not see (several replicas, a namespaced run) get an emulator of their own from
+`private_clusters`, with the shared Prometheus. test_rbac.py runs last: it checks the RBAC manifests against every
+request the operators sent during the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,23 +19,51 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from tests.support.emulator_log import CallSeen
 from tests.support.exporter import SyntheticService, Traffic
 from tests.support.kube import ApiStatusError, EmulatorClient, KubeClient, write_kubeconfig
 from tests.support.prometheus import PrometheusServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "servicelevelobjectives.yaml"
-SERVICE_POOL = 16
+SHIPPED_CRDS = (
+    REPO / "manifests" / "crds" / "servicelevelobjectives.yaml",
+    REPO / "manifests" / "crds" / "kopfpeerings.yaml",
+)
+"""The CRDs as `kubectl apply -k manifests/crds` installs them."""
+RBAC_MODULE = "test_rbac.py"
+"""Reads what every other scenario made the operators send, so it runs last."""
+SERVICE_POOL = 24
+"""Synthetic services the shared Prometheus scrapes; every scenario takes its own (world.take_service)."""
 EVALUATION_INTERVAL = 1.0
 """Seconds; every e2e SLO is evaluated this often."""
 LATENCIES: list[tuple[str, float]] = []
 """(scenario, seconds from Prometheus showing the budget exhausted to spec.paused: true), printed at the end."""
+TAKEOVERS: list[tuple[str, float]] = []
+"""(what, seconds) for a standby replica taking over from a killed one, printed at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the RBAC checks after every other test (stable sort: the rest keep their order)."""
+    items.sort(key=lambda item: item.path.name == RBAC_MODULE)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how long a standby replica took to take over (figures, not assertions)."""
+    # pytest loads this file as `conftest`; the tests append to the list of `tests.e2e.conftest`.
+    from tests.e2e.conftest import TAKEOVERS as recorded
+
+    if recorded:
+        terminalreporter.section("slo-guard: standby replica takes over after the active one is killed")
+        for what, seconds in recorded:
+            terminalreporter.write_line(f"{what}: {seconds:.1f} s")
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.2) -> Any:
@@ -116,12 +149,19 @@ class World:
         return list(self.kube.list_objects(api_version, kind, namespace=namespace).get("items", []))
 
     def get(self, api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        try:
-            return self.kube.get_object(api_version, kind, name, namespace=namespace)
-        except ApiStatusError as error:
-            if error.status == 404:
-                return None
-            raise
+        return get_or_none(self.kube, api_version, kind, name, namespace=namespace)
+
+
+def get_or_none(
+    kube: KubeClient, api_version: str, kind: str, name: str, *, namespace: str | None
+) -> dict[str, Any] | None:
+    """The object, or None when the server answers 404."""
+    try:
+        return kube.get_object(api_version, kind, name, namespace=namespace)
+    except ApiStatusError as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -136,21 +176,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         else:
             api_url, kubeconfig, emulator = _emulator(workdir, helpers)
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO)}
-        operator = OperatorProcess(
-            workdir=workdir,
-            env=env,
-            args=[
-                "--prometheus", prometheus.url,
-                "--min-step", "1s",
-                "--max-staleness", "15s",
-                "--standalone",
-                "--status-heartbeat", "30s",
-                "--prometheus-timeout", "2",
-                "--prometheus-retries", "1",
-                "--prometheus-breaker-threshold", "3",
-                "--prometheus-breaker-reset", "3",
-            ],
-        )  # fmt: skip
+        operator = OperatorProcess(workdir=workdir, env=env, args=[*operator_args(prometheus), "--standalone"])
         operator.start()
         world = World(KubeClient(api_url), emulator, prometheus, operator, services)
         wait_for(lambda: _ready(operator), timeout=60, what="the operator's /readyz")
@@ -165,6 +191,94 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             service.stop()
 
 
+def operator_args(prometheus: PrometheusServer) -> list[str]:
+    """`slo-guard run` flags every e2e operator shares: quick evaluations, a quickly tripped Prometheus breaker."""
+    return [
+        "--prometheus", prometheus.url,
+        "--min-step", "1s",
+        "--max-staleness", "15s",
+        "--status-heartbeat", "30s",
+        "--prometheus-timeout", "2",
+        "--prometheus-retries", "1",
+        "--prometheus-breaker-threshold", "3",
+        "--prometheus-breaker-reset", "3",
+    ]  # fmt: skip
+
+
+@dataclass
+class PrivateCluster:
+    """An emulator of one scenario's own, for operators (peered or namespaced) the shared one must not meet."""
+
+    workdir: Path
+    kube: KubeClient
+    emulator: EmulatorClient
+    kubeconfig: Path
+    prometheus: PrometheusServer
+    watched_namespace: str | None
+    """`--namespace` of every operator started here; None for cluster-wide operators."""
+    operators: list[OperatorProcess] = field(default_factory=list)
+
+    def operator(self, identity: str, *args: str) -> OperatorProcess:
+        """A peered `slo-guard run` (not started) whose kopf peer identity is `identity`."""
+        workdir = self.workdir / identity
+        workdir.mkdir()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONPATH": str(REPO), "POD_ID": identity}
+        scope = ["--namespace", self.watched_namespace] if self.watched_namespace else []
+        operator = OperatorProcess(workdir=workdir, env=env, args=[*operator_args(self.prometheus), *scope, *args])
+        self.operators.append(operator)
+        return operator
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return get_or_none(self.kube, api_version, kind, name, namespace=namespace)
+
+
+@dataclass
+class PrivateClusters:
+    """Hands out private clusters and keeps, after each closes, every distinct request its operators sent."""
+
+    workdir: Path
+    prometheus: PrometheusServer
+    calls: list[tuple[str | None, list[CallSeen]]] = field(default_factory=list)
+    """(watched namespace or None, the cluster's calls_seen()) per closed cluster."""
+
+    @contextlib.contextmanager
+    def cluster(
+        self, name: str, *, watched_namespace: str | None, manifests: Sequence[Path]
+    ) -> Iterator[PrivateCluster]:
+        """An emulator with the CRDs of manifests/crds and the objects in the `manifests` YAML files."""
+        workdir = self.workdir / name
+        workdir.mkdir()
+        helpers: list[subprocess.Popen[bytes]] = []
+        try:
+            url, kubeconfig, emulator = _emulator(workdir, helpers, crds=SHIPPED_CRDS)
+            cluster = PrivateCluster(workdir, KubeClient(url), emulator, kubeconfig, self.prometheus, watched_namespace)
+            for path in manifests:
+                for body in _documents(path):
+                    if namespace := body["metadata"].get("namespace"):
+                        cluster.kube.ensure_namespace(namespace)
+                    cluster.kube.create_object(body)
+            try:
+                yield cluster
+            finally:
+                for operator in cluster.operators:
+                    operator.stop()
+                self.calls.append((watched_namespace, emulator.calls_seen()))
+        finally:
+            for helper in helpers:
+                helper.terminate()
+                helper.wait(timeout=20)
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+@pytest.fixture(scope="session")
+def private_clusters(world: World, tmp_path_factory: pytest.TempPathFactory) -> PrivateClusters:
+    world.need_emulator()
+    return PrivateClusters(tmp_path_factory.mktemp("private"), world.prometheus)
+
+
 def _ready(operator: OperatorProcess) -> bool:
     import urllib.request
 
@@ -175,12 +289,15 @@ def _ready(operator: OperatorProcess) -> bool:
         return False
 
 
-def _emulator(workdir: Path, helpers: list[subprocess.Popen[bytes]]) -> tuple[str, Path, EmulatorClient]:
+def _emulator(
+    workdir: Path, helpers: list[subprocess.Popen[bytes]], *, crds: Sequence[Path] = (CRD,)
+) -> tuple[str, Path, EmulatorClient]:
     url_file = workdir / "emulator.url"
+    crd_args = [arg for crd in crds for arg in ("--crd", str(crd))]
     with (workdir / "emulator.log").open("ab") as log:
         helpers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tests.support.emulator", "--crd", str(CRD), "--url-file", str(url_file)],
+                [sys.executable, "-m", "tests.support.emulator", *crd_args, "--url-file", str(url_file)],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -12,7 +12,6 @@ import functools
 import itertools
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
-import yaml
+from tests.support.kube import kustomize
 
 from slo_guard.config import OPERATOR_SETTINGS
 
@@ -62,9 +61,11 @@ HEALTH_PORT: int = _setting("health_port")
 
 
 def _grants(peering_resource: str) -> set[Grant]:
-    """Every request slo-guard and kopf make, one grant per line; peering writes only to the named object."""
+    """Every request slo-guard and kopf make, one grant per line; peering writes only to the named object.
+
+    tests/e2e/test_rbac.py derives the same from the requests the operator really sent.
+    """
     return {
-        ("sloguard.io", "servicelevelobjectives", "get", None),
         ("sloguard.io", "servicelevelobjectives", "list", None),
         ("sloguard.io", "servicelevelobjectives", "watch", None),
         ("sloguard.io", "servicelevelobjectives", "patch", None),
@@ -76,20 +77,13 @@ def _grants(peering_resource: str) -> set[Grant]:
         ("", "events", "create", None),
         ("kopf.dev", peering_resource, "list", None),
         ("kopf.dev", peering_resource, "watch", None),
-        ("kopf.dev", peering_resource, "get", PEERING_NAME),
         ("kopf.dev", peering_resource, "patch", PEERING_NAME),
     }
 
 
 @functools.cache
 def render(tree: Tree) -> tuple[Object, ...]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl is not on PATH; it renders the kustomizations offline")
-    path = TREES[tree] if isinstance(tree, str) else tree
-    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
-    return tuple(document for document in yaml.safe_load_all(result.stdout) if document)
+    return tuple(kustomize(TREES[tree] if isinstance(tree, str) else tree))
 
 
 def objects(tree: Tree, kind: str) -> list[Object]:

@@ -33,7 +33,17 @@ import kmock
 import yaml
 import yarl
 from kmock._internal.rendering import ReactionMismatchError  # raised by depleted reactions; kmock omits it from __all__
-from tests.support.emulator_log import ANY, FaultBook, FaultRule, Match, RequestLog, RequestRecord, only_writes
+from tests.support.emulator_log import (
+    ANY,
+    CallSeen,
+    CallTally,
+    FaultBook,
+    FaultRule,
+    Match,
+    RequestLog,
+    RequestRecord,
+    only_writes,
+)
 from tests.support.emulator_resources import (
     CRD_RESOURCE,
     KOPF_PEERING_CRDS,
@@ -236,6 +246,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     """The objects and watches."""
     _log: RequestLog = attrs.field(init=False)
     _faults: FaultBook = attrs.field(init=False, factory=FaultBook)
+    _calls: CallTally = attrs.field(init=False, factory=CallTally)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
     _base_url: str | None = attrs.field(init=False, default=None)
 
@@ -329,6 +340,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             content_type=_content_type(request),
             user_agent=request.headers.get("User-Agent"),
         )
+        self._calls.add(record)
         response = await self._serve(request, call, record)
         record.status = response.status
         return response
@@ -598,6 +610,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
             filters = {key: params[key] or None for key in ("namespace", "name", "subresource") if key in params}
             records = self._log.select(verb=params.get("verb"), resource=params.get("resource"), **filters)
             return aiohttp.web.json_response({"items": [record.to_json() for record in records]})
+        if route == ("GET", "calls"):
+            return aiohttp.web.json_response({"items": [call.to_json() for call in self._calls.calls()]})
         if route == ("DELETE", "requests"):
             self._log.clear()
         elif route == ("POST", "faults"):
@@ -731,8 +745,12 @@ class KubeEmulator(kmock.KubernetesScaffold):
         return only_writes(records)
 
     def clear_requests(self) -> None:
-        """Empty the request log."""
+        """Empty the request log (calls_seen() keeps counting)."""
         self._call(self._log.clear)
+
+    def calls_seen(self) -> list[CallSeen]:
+        """Every distinct (verb, group, resource, subresource, namespace, name, path, User-Agent) since start."""
+        return self._call(self._calls.calls)
 
     def fail_next(
         self,

@@ -199,6 +199,70 @@ class RequestLog:
         self._records.clear()
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CallSeen:
+    """One distinct kind of request, as RBAC authorizes it, with the client that sent it."""
+
+    verb: str | None
+    """RBAC verb; for a non-resource request (discovery, /version) the lower-case HTTP method."""
+    group: str | None
+    """API group ("" for core); None for non-resource requests."""
+    resource: str | None
+    """Plural resource name; None for non-resource requests."""
+    subresource: str | None
+    """status, scale, ... or None."""
+    namespace: str | None
+    """Namespace in the URL (RBAC: a Role only covers its own namespace)."""
+    name: str | None
+    """Object name in the URL, which RBAC `resourceNames` match (None for list, watch and create)."""
+    path: str | None
+    """URL path of a non-resource request (RBAC `nonResourceURLs`); None for resource requests."""
+    user_agent: str | None
+    """User-Agent header: tells the operator (kopf, the kubernetes client) from the tests."""
+    count: int = 0
+    """How many such requests arrived."""
+
+    def key(self) -> tuple[str | None, ...]:
+        """Every field but the count."""
+        return tuple(getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "count")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (used by the HTTP control API)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CallSeen:
+        """The inverse of to_json()."""
+        return cls(**data)
+
+
+class CallTally:
+    """Every distinct request kind received since start: never cleared, so RBAC checks see a whole session."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str | None, ...], CallSeen] = {}
+
+    def add(self, record: RequestRecord) -> None:
+        """Count a request (its name only where RBAC looks at it: a create is named in its body, not its URL)."""
+        resource_request = record.resource is not None
+        call = CallSeen(
+            verb=record.verb if resource_request else record.method.lower(),
+            group=record.group if resource_request else None,
+            resource=record.resource,
+            subresource=record.subresource,
+            namespace=record.namespace,
+            name=None if record.verb == "create" else record.name,
+            path=None if resource_request else record.path,
+            user_agent=record.user_agent,
+        )
+        seen = self._counts.get(call.key(), call)
+        self._counts[call.key()] = dataclasses.replace(seen, count=seen.count + 1)
+
+    def calls(self) -> list[CallSeen]:
+        """The distinct calls, in a stable order."""
+        return sorted(self._counts.values(), key=lambda call: tuple(value or "" for value in call.key()))
+
+
 def only_writes(records: list[RequestRecord]) -> list[RequestRecord]:
     """The records of requests that write (including ones that failed)."""
     return [record for record in records if record.verb in WRITE_VERBS]

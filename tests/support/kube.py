@@ -7,6 +7,8 @@ process, or a real cluster reached through `kubectl proxy`.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.support.emulator_log import ANY, FaultRule, Match, RequestRecord, only_writes
+from tests.support.emulator_log import ANY, CallSeen, FaultRule, Match, RequestRecord, only_writes
 
 Body = dict[str, Any]
 PATCH_TYPES = {
@@ -274,6 +276,17 @@ def deployment_manifest(
     }
 
 
+def kustomize(path: Path) -> list[Body]:
+    """`kubectl kustomize PATH`, parsed: the objects a kustomization sends to a cluster (rendered offline)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl is not on PATH; it renders kustomizations offline")
+    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {path} failed:\n{result.stderr}")
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
 def _match_param(value: Match) -> str | None:
     if value is ANY:
         return None
@@ -318,8 +331,12 @@ class EmulatorClient:
         return only_writes(records)
 
     def clear_requests(self) -> None:
-        """Empty the request log."""
+        """Empty the request log (calls_seen() keeps counting)."""
         self._call("DELETE", "requests")
+
+    def calls_seen(self) -> list[CallSeen]:
+        """Same as KubeEmulator.calls_seen(): what every client sent since the emulator started, never cleared."""
+        return [CallSeen.from_json(item) for item in self._call("GET", "calls")["items"]]
 
     def fail_next(
         self,

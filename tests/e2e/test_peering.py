@@ -1,0 +1,126 @@
+"""Two replicas with kopf peering: the one with the higher priority acts, the other stands by and takes over.
+
+kopf peering is not leader election. A replica pauses while a live peer of higher priority exists, and replicas of
+equal priority all pause ("possibly conflicting operators"), so these two run with different `--priority`. A killed
+peer counts as alive until its last keep-alive plus its lifetime (kopf's default 60 s; slo-guard keeps it), so the
+standby takes over up to that long after the kill. Both replicas use the default peering name and the
+ClusterKopfPeering of manifests/clusterwide/, in an emulator of their own: the shared operator is standalone and
+would act too.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from datetime import datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from tests.e2e.conftest import (
+    EVALUATION_INTERVAL,
+    REPO,
+    TAKEOVERS,
+    OperatorProcess,
+    PrivateCluster,
+    PrivateClusters,
+    World,
+    _ready,
+    wait_for,
+)
+from tests.e2e.scenario import ACT_TIMEOUT, FAILING, slo
+from tests.support.exporter import SyntheticService
+from tests.support.kube import deployment_manifest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
+
+PEERING = REPO / "manifests" / "clusterwide" / "clusterkopfpeering.yaml"
+PEERING_API, PEERING_KIND = "kopf.dev/v1", "ClusterKopfPeering"
+PEERING_NAME = "slo-guard"
+"""The default --peering-name, and the name in the shipped ClusterKopfPeering."""
+PEER_LIFETIME = 60
+"""Seconds; kopf's PeeringSettings.lifetime default, which slo-guard does not change."""
+NAMESPACE = "e2e-peering"
+ACTIVE, STANDBY = "replica-active", "replica-standby"
+
+
+def test_only_the_higher_priority_replica_acts_and_the_standby_takes_over_when_it_dies(
+    world: World, private_clusters: PrivateClusters
+) -> None:
+    service = world.take_service(FAILING)
+    with private_clusters.cluster("peering", watched_namespace=None, manifests=[PEERING]) as cluster:
+        active = _start(cluster, ACTIVE, priority=10)
+        standby = _start(cluster, STANDBY, priority=0)
+        _guard(cluster, "checkout", service)
+        wait_for(lambda: _paused(cluster, "checkout"), timeout=ACT_TIMEOUT, what="checkout paused")
+        time.sleep(3 * EVALUATION_INTERVAL)
+        assert _targets_acted_on(active) == ["Deployment/checkout"]
+        assert _targets_acted_on(standby) == []
+        assert _evaluations(active) > 0
+        assert _evaluations(standby) == 0, "the standby does not even evaluate while the active replica lives"
+
+        expires = _record_expiry(cluster, ACTIVE)
+        active.kill()
+        killed = time.monotonic()
+        _guard(cluster, "orders", service)
+        wait_for(
+            lambda: _paused(cluster, "orders"),
+            timeout=PEER_LIFETIME + ACT_TIMEOUT,
+            what="the standby to take over and pause orders",
+        )
+        TAKEOVERS.append(("active replica SIGKILLed -> standby pauses a new target", time.monotonic() - killed))
+        TAKEOVERS.append(("killed peer's record expires -> standby pauses", time.time() - expires))
+        assert _targets_acted_on(standby) == ["Deployment/orders"]
+        for name in ("checkout", "orders"):
+            patches = cluster.emulator.requests(verb="patch", resource="deployments", namespace=NAMESPACE, name=name)
+            assert len(patches) == 1, f"{name}: exactly one pause, by one replica"
+
+
+def _start(cluster: PrivateCluster, identity: str, *, priority: int) -> OperatorProcess:
+    """Start a replica and wait until it has announced itself in the peering object."""
+    operator = cluster.operator(identity, "--priority", str(priority))
+    operator.start()
+    wait_for(lambda: _ready(operator), timeout=60, what=f"{identity} /readyz")
+    wait_for(lambda: identity in _peers(cluster), timeout=60, what=f"{identity} in the peering object")
+    return operator
+
+
+def _peers(cluster: PrivateCluster) -> dict[str, dict[str, object]]:
+    peering = cluster.get(PEERING_API, PEERING_KIND, PEERING_NAME) or {}
+    return dict(peering.get("status") or {})
+
+
+def _record_expiry(cluster: PrivateCluster, identity: str) -> float:
+    """Unix time at which peers stop counting `identity` as alive: its last keep-alive plus its lifetime."""
+    record = _peers(cluster)[identity]
+    return datetime.fromisoformat(str(record["lastseen"])).timestamp() + float(str(record["lifetime"]))
+
+
+def _guard(cluster: PrivateCluster, name: str, service: SyntheticService) -> None:
+    """A Deployment and an SLO (pause when spent) that guards it."""
+    cluster.kube.ensure_namespace(NAMESPACE)
+    cluster.kube.create_object(deployment_manifest(name, namespace=NAMESPACE))
+    cluster.kube.create_object(slo(name, NAMESPACE, service, targets=[{"kind": "Deployment", "name": name}]))
+
+
+def _paused(cluster: PrivateCluster, name: str) -> bool:
+    deployment = cluster.get("apps/v1", "Deployment", name, NAMESPACE) or {}
+    return bool((deployment.get("spec") or {}).get("paused"))
+
+
+def _targets_acted_on(operator: OperatorProcess) -> list[str]:
+    """The targets this replica patched, from its JSON log (one entry per action taken)."""
+    return [
+        str(entry["target"])
+        for entry in operator.log_entries()
+        if entry.get("logger") == "slo_guard.reconcile" and "target" in entry
+    ]
+
+
+def _evaluations(operator: OperatorProcess) -> float:
+    """How many evaluation passes the replica ran, from its /metrics."""
+    with urllib.request.urlopen(operator.health_url + "/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "slo_guard_evaluation_duration_seconds":
+            return sum(sample.value for sample in family.samples if sample.name.endswith("_count"))
+    raise AssertionError("the replica exports no slo_guard_evaluation_duration_seconds")
