@@ -145,6 +145,12 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
     Setting("peering_name", "slo-guard", "kopf peering object name (replicas with one name elect one active)"),
     Setting("priority", 0, "kopf peering priority of this replica", int),
     Setting(
+        "peering_lifetime",
+        60,
+        "Seconds a replica counts as alive after its last peering keep-alive; a standby takes over after this",
+        _positive_int,
+    ),
+    Setting(
         "rules_file",
         None,
         "Manage recording rules in this file (Prometheus must load it) and read SLIs through them",

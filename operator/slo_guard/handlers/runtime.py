@@ -63,6 +63,7 @@ class RuntimeConfig:
     log_level: str
     standalone: bool
     peering_name: str
+    peering_lifetime: int
     priority: int
     rules: RuleFileSettings | None = None
     """The rule file to manage; None: no rule file."""
@@ -89,6 +90,7 @@ class RuntimeConfig:
             log_level=args.log_level,
             standalone=bool(args.standalone),
             peering_name=args.peering_name,
+            peering_lifetime=args.peering_lifetime,
             priority=args.priority,
             rules=_rule_file_settings(args, prometheus=prometheus),
             rules_prometheusrule_labels=(
