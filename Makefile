@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROMETHEUS_DIR := .tools/prometheus
 export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
 
-.PHONY: test lint unit demo bench clean
+.PHONY: test lint unit demo bench soak clean
 
 $(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
 	PYTHONPATH=$(CURDIR) $(BIN)/python scripts/demo.py
 
 bench: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
-	$(BIN)/python benchmarks/scale.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
+
+soak: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache

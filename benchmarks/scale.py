@@ -2,7 +2,7 @@
 
 Every part is a real process: Prometheus holding 30 days of backfilled history (then scraping live), the emulated
 API server holding N SLOs and their Deployments, and `slo-guard run`. For each N it prints one row per mode and
-the naive/ours ratios. Run it with `make bench` (`python benchmarks/scale.py --help` for the knobs).
+the naive/ours ratios. Run it with `make bench` (`python -m benchmarks.scale --help` for the knobs).
 
 - naive: `slo-guard run` without `--rules-file`: each pass sends 1 + 2 queries per window (17 for a 30-day SLO),
   as analysis tools that query per object per window do.
@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "operator")]
+from tests.support.kube import KubeClient
 
-from tests.support.kube import KubeClient  # noqa: E402
-
-from benchmarks.stack import (  # noqa: E402
+from benchmarks.stack import (
     EmulatorProcess,
     ManyServicesExporter,
     MetricsSnapshot,
@@ -43,11 +41,12 @@ from benchmarks.stack import (  # noqa: E402
     target_manifest,
     wait_until,
 )
-from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings  # noqa: E402
-from slo_guard.domain.evaluation_types import Evaluation  # noqa: E402
-from slo_guard.domain.model import Objective  # noqa: E402
-from slo_guard.resources import objective_from_resource  # noqa: E402
-from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective  # noqa: E402
+from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
+from slo_guard.domain.durations import format_duration
+from slo_guard.domain.evaluation_types import Evaluation
+from slo_guard.domain.model import Objective
+from slo_guard.resources import objective_from_resource
+from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 
 NAMESPACE = "bench"
 WINDOW = "30d"
@@ -85,7 +84,9 @@ class Row:
     operator_peak_rss_mib: float
     operator_cpu_per_cycle: float
     accuracy: float | None
-    """Largest relative difference of the 30-day burn rate from an exact evaluation, over a sample of SLOs."""
+    """Largest relative difference of any window's burn rate from an exact evaluation, over a sample of SLOs."""
+    recorded_share: float | None
+    """Share of the evaluations' queries answered from recorded values (the rest: direct or reused answers)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,6 +250,13 @@ def _measure(
     spacing = _histogram_delta(before_metrics, after_metrics, "slo_guard_evaluation_spacing_seconds")
     durations = _histogram_delta(before_metrics, after_metrics, "slo_guard_evaluation_duration_seconds")
     accuracy = _accuracy(after_metrics, manifests, prometheus.url) if mode == "ours" else None
+    reads = {
+        source: (after_metrics.value("slo_guard_recorded_reads_total", source=source) or 0.0)
+        - (before_metrics.value("slo_guard_recorded_reads_total", source=source) or 0.0)
+        for source in ("recorded", "direct", "reused")
+    }
+    answered = math.fsum(reads.values())
+    recorded_share = reads["recorded"] / answered if mode == "ours" and answered else None
     return Row(
         size=size,
         mode=mode,
@@ -265,6 +273,7 @@ def _measure(
         operator_peak_rss_mib=operator.rss_bytes(peak=True) / 2**20,
         operator_cpu_per_cycle=operator_cpu / cycles_done,
         accuracy=accuracy,
+        recorded_share=recorded_share,
     )
 
 
@@ -302,17 +311,18 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 def _accuracy(metrics: MetricsSnapshot, manifests: Sequence[Mapping[str, object]], prometheus_url: str) -> float:
-    """Largest relative difference between the operator's 30-day burn rate and a direct evaluation's."""
+    """Largest relative difference between the operator's burn rates (every window) and a direct evaluation's."""
     sample = manifests[:: max(1, len(manifests) // ACCURACY_SAMPLE)][:ACCURACY_SAMPLE]
     objectives = [objective_from_resource(manifest, min_step=30) for manifest in sample]
     exact = asyncio.run(_evaluate_directly(objectives, prometheus_url))
     worst = 0.0
     for objective, evaluation in zip(objectives, exact, strict=True):
-        reported = metrics.value("slo_guard_burn_rate", namespace=NAMESPACE, slo=objective.name, window=WINDOW)
-        expected = evaluation.burn_rates.get(objective.window) if evaluation.burn_rates else None
-        if reported is None or expected is None or expected == 0:
-            return math.nan
-        worst = max(worst, abs(reported - expected) / abs(expected))
+        for window, expected in (evaluation.burn_rates or {}).items():
+            labels = {"namespace": NAMESPACE, "slo": objective.name, "window": format_duration(window)}
+            reported = metrics.value("slo_guard_burn_rate", **labels)
+            if reported is None or not expected:
+                return math.nan
+            worst = max(worst, abs(reported - expected) / abs(expected))
     return worst
 
 
@@ -333,18 +343,19 @@ def _print_rows(rows: Sequence[Row], *, final: bool = False) -> None:
     header = (
         "| N | mode | cold start s | pass spacing p50 / p99 s | pass p50 / p99 ms | passes/SLO/interval "
         "| Prometheus queries/cycle | Prometheus CPU s/cycle | k8s writes/cycle | operator RSS (peak) MiB "
-        "| operator CPU s/cycle | 30d burn rate max rel. error |"
+        "| operator CPU s/cycle | burn rate max rel. error | answers from recorded values |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
         accuracy = "n/a" if row.accuracy is None else f"{row.accuracy * 100:.3f} %"
+        recorded = "n/a" if row.recorded_share is None else f"{row.recorded_share * 100:.1f} %"
         print(
             f"| {row.size} | {row.mode} | {row.cold_start:.1f} | {row.spacing_p50:.1f} / {row.spacing_p99:.1f} "
             f"| {row.pass_p50 * 1000:.0f} / {row.pass_p99 * 1000:.0f} | {row.passes_per_slo_per_interval:.2f} "
             f"| {row.queries_per_cycle:.1f} | {row.prometheus_cpu_per_cycle:.2f} | {row.kube_writes_per_cycle:.1f} "
             f"| {row.operator_rss_mib:.0f} ({row.operator_peak_rss_mib:.0f}) | {row.operator_cpu_per_cycle:.2f} "
-            f"| {accuracy} |"
+            f"| {accuracy} | {recorded} |"
         )
     for size in sorted({row.size for row in rows}):
         by_mode = {row.mode: row for row in rows if row.size == size}

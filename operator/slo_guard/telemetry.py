@@ -146,6 +146,11 @@ class OperatorMetrics:
             buckets=_SPACING_BUCKETS,
             registry=self.registry,
         )
+        self.asyncio_tasks = Gauge(
+            "slo_guard_asyncio_tasks",
+            "asyncio tasks alive in the operator's event loop (one daemon per SLO plus kopf's own); a leak grows it.",
+            registry=self.registry,
+        )
         self.recorded_reads = Counter(
             "slo_guard_recorded_reads",
             "Queries answered while managing recording rules, by where the answer came from.",

@@ -17,6 +17,7 @@ class ProbeServer:
         *,
         port: int,
         registry: CollectorRegistry,
+        on_scrape: Callable[[], None],
         heartbeats: EvaluationHeartbeats,
         is_ready: Callable[[], bool],
         host: str = "0.0.0.0",
@@ -24,6 +25,7 @@ class ProbeServer:
         self._port = port
         self._host = host
         self._registry = registry
+        self._on_scrape = on_scrape
         self._heartbeats = heartbeats
         self._is_ready = is_ready
         self._runner: web.AppRunner | None = None
@@ -54,4 +56,5 @@ class ProbeServer:
         return web.Response(status=503, text="starting: watches not established yet\n")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
+        self._on_scrape()
         return web.Response(body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

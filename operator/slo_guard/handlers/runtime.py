@@ -16,6 +16,7 @@ from slo_guard.adapters.kubernetes import (
     KubernetesApi,
     KubernetesEvents,
     KubernetesSettings,
+    KubernetesUnavailable,
     SLOStatusStore,
     load_api_client,
 )
@@ -128,6 +129,7 @@ class Runtime:
         self.probes = ProbeServer(
             port=config.health_port,
             registry=self.metrics.registry,
+            on_scrape=lambda: self.metrics.asyncio_tasks.set(len(asyncio.all_tasks())),
             heartbeats=self.heartbeats,
             is_ready=lambda: self.ready,
         )
@@ -195,6 +197,12 @@ class Runtime:
             self._observe_rules(key, body)
         try:
             outcome = await self.reconciler.reconcile(body)
+        except KubernetesUnavailable as error:
+            # Expected while the API server struggles (the adapter already retried); the next slot tries again.
+            logger.warning(
+                "evaluation pass could not reach the Kubernetes API", extra={"slo": key, "error": str(error)}
+            )
+            return
         except Exception:
             # One SLO's failure must never end its own loop or touch the others; the next slot retries.
             logger.exception("evaluation pass failed", extra={"slo": key})
