@@ -45,6 +45,9 @@ from slo_guard.domain.policy import (
     ORIGINAL_REPLICAS,
     OVERRIDE_UNTIL,
     PAUSED_BY,
+    REASSERTED_AT,
+    REASSERTIONS,
+    REVERTED_BY,
     SCALED_BY,
     Change,
     WorkloadState,
@@ -88,6 +91,8 @@ class ObjectNotFound(Exception):
 
 BREAKER_NAME = "kubernetes"
 MERGE_PATCH = "application/merge-patch+json"
+FIELD_MANAGER = "slo-guard"
+"""The fieldManager of slo-guard's target writes, so managedFields tell them from a GitOps tool's or a human's."""
 DEPLOYMENT = "Deployment"
 EVENT_SOURCE_COMPONENT = "slo-guard"
 EVENT_REPORTING_COMPONENT = "sloguard.io/slo-guard"
@@ -368,7 +373,7 @@ class DeploymentWorkloads:
         except ObjectNotFound:
             return WorkloadSnapshot(WorkloadState(target=target, exists=False), resource_version=None)
         autoscaler = await self._autoscaler(namespace=namespace, deployment=target.name) if check_autoscaler else None
-        return _snapshot(deployment, target=target, autoscaler=autoscaler)
+        return deployment_snapshot(deployment, target=target, autoscaler=autoscaler)
 
     async def apply(self, *, namespace: str, snapshot: WorkloadSnapshot, change: Change) -> None:
         """One merge patch, conditional on the resourceVersion the snapshot was read at."""
@@ -379,6 +384,7 @@ class DeploymentWorkloads:
             snapshot.state.target.name,
             namespace,
             merge_patch(resource_version=snapshot.resource_version, change=change),
+            field_manager=FIELD_MANAGER,
             _content_type=MERGE_PATCH,
         )
         try:
@@ -395,7 +401,7 @@ class DeploymentWorkloads:
         except ObjectNotFound:
             return []
         return [
-            _snapshot(item, target=Target(DEPLOYMENT, item["metadata"]["name"]), autoscaler=None)
+            deployment_snapshot(item, target=Target(DEPLOYMENT, item["metadata"]["name"]), autoscaler=None)
             for item in listing.get("items") or []
         ]
 
@@ -426,7 +432,8 @@ def merge_patch(*, resource_version: str, change: Change) -> dict[str, Any]:
     return {"metadata": metadata, "spec": spec} if spec else {"metadata": metadata}
 
 
-def _snapshot(deployment: Mapping[str, Any], *, target: Target, autoscaler: str | None) -> WorkloadSnapshot:
+def deployment_snapshot(deployment: Mapping[str, Any], *, target: Target, autoscaler: str | None) -> WorkloadSnapshot:
+    """What slo-guard reads from a Deployment's JSON: its spec, slo-guard's annotations and managedFields."""
     metadata = deployment.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
     spec = deployment.get("spec") or {}
@@ -439,14 +446,36 @@ def _snapshot(deployment: Mapping[str, Any], *, target: Target, autoscaler: str 
         replicas=1 if replicas is None else int(replicas),
         paused_by=parse_holders(annotations.get(PAUSED_BY)),
         scaled_by=parse_holders(annotations.get(SCALED_BY)),
-        original_replicas=_replica_count(annotations.get(ORIGINAL_REPLICAS)),
+        original_replicas=_non_negative_int(annotations.get(ORIGINAL_REPLICAS)),
         override_until=_override_until(annotations.get(OVERRIDE_UNTIL), target=target),
         autoscaler=autoscaler,
+        paused_set_by=field_owner(metadata.get("managedFields"), "paused"),
+        replicas_set_by=field_owner(metadata.get("managedFields"), "replicas"),
+        reassertions=_non_negative_int(annotations.get(REASSERTIONS)) or 0,
+        reasserted_at=_timestamp(annotations.get(REASSERTED_AT)),
+        reverted_by=annotations.get(REVERTED_BY) or None,
     )
     return WorkloadSnapshot(state, resource_version=metadata.get("resourceVersion"))
 
 
-def _replica_count(value: str | None) -> int | None:
+def field_owner(managed_fields: Any, field: str) -> str | None:
+    """The manager that last took `spec.<field>` over, from managedFields; slo-guard itself and unknowns are None.
+
+    An update that changes a field moves its ownership to the writer's manager (its fieldManager, by default the
+    start of its user agent), so right after a revert the owner is whoever reverted it.
+    """
+    owners = []
+    for entry in managed_fields if isinstance(managed_fields, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec")
+        manager = entry.get("manager")
+        if isinstance(spec, Mapping) and f"f:{field}" in spec and manager and manager != FIELD_MANAGER:
+            owners.append((str(entry.get("time") or ""), str(manager)))
+    return max(owners)[1] if owners else None
+
+
+def _non_negative_int(value: str | None) -> int | None:
     try:
         count = int(value) if value is not None else None
     except ValueError:
@@ -454,17 +483,20 @@ def _replica_count(value: str | None) -> int | None:
     return count if count is not None and count >= 0 else None
 
 
+def _timestamp(value: str | None) -> datetime | None:
+    """An RFC 3339 time with an offset, or None."""
+    try:
+        moment = datetime.fromisoformat(value) if value is not None else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
+
+
 def _override_until(value: str | None, *, target: Target) -> datetime | None:
     """RFC 3339 with an offset; anything else is ignored with a warning, as if absent."""
-    if value is None:
-        return None
-    try:
-        until = datetime.fromisoformat(value)
-    except ValueError:
-        until = None
-    if until is None or until.tzinfo is None:
+    until = _timestamp(value)
+    if value is not None and until is None:
         logger.warning("ignoring %s=%r on %s %s: not an RFC 3339 time", OVERRIDE_UNTIL, value, target.kind, target.name)
-        return None
     return until
 
 

@@ -1,15 +1,15 @@
 """The error-budget policy as a pure function of the evaluation and the target's current state.
 
-Nothing here remembers anything: who holds a target is read from its annotations every time, so a restart at any
-point converges to the same decision.
+Nothing here remembers anything: who holds a target, and how often its action was reverted, is read from its
+annotations every time, so a restart at any point converges to the same decision.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import Policy, PolicyAction, PolicyTrigger, Target
@@ -19,8 +19,19 @@ PAUSED_AT = "sloguard.io/paused-at"
 SCALED_BY = "sloguard.io/scaled-by"
 ORIGINAL_REPLICAS = "sloguard.io/original-replicas"
 OVERRIDE_UNTIL = "sloguard.io/override-until"
+REASSERTIONS = "sloguard.io/reassertions"
+"""How many times slo-guard re-applied its action after someone reverted it, during the current hold."""
+REASSERTED_AT = "sloguard.io/reasserted-at"
+"""When slo-guard last re-applied its action; with REASSERTIONS it spaces out the next re-assertion."""
+REVERTED_BY = "sloguard.io/reverted-by"
+"""The field manager whose revert slo-guard last undid; absent when the API server did not say."""
+CONTEST_ANNOTATIONS = (REASSERTIONS, REASSERTED_AT, REVERTED_BY)
 HELD_LABEL = "sloguard.io/held"
 """Label on every workload slo-guard holds, so holds can be found with a label selector."""
+PAUSED_FIELD = "spec.paused"
+REPLICAS_FIELD = "spec.replicas"
+_MAX_DOUBLINGS = 32
+"""Caps the exponent, so a garbled re-assertion count cannot overflow the back-off."""
 
 
 class ActionKind(enum.StrEnum):
@@ -37,6 +48,8 @@ class TargetState(enum.StrEnum):
     PAUSED = "Paused"
     SCALED = "Scaled"
     PAUSED_BY_OTHER = "PausedByOther"
+    CONTESTED = "Contested"
+    """slo-guard holds the target, someone reverted its action, and slo-guard is backing off before re-applying it."""
     OVERRIDDEN = "Overridden"
     MISSING = "Missing"
     REFUSED = "Refused"
@@ -56,6 +69,65 @@ class WorkloadState:
     override_until: datetime | None = None
     autoscaler: str | None = None
     """Name of a HorizontalPodAutoscaler that targets this workload."""
+    paused_set_by: str | None = None
+    """Field manager that last set `spec.paused`, other than slo-guard (from managedFields); None when unknown."""
+    replicas_set_by: str | None = None
+    """Field manager that last set `spec.replicas`, other than slo-guard (from managedFields); None when unknown."""
+    reassertions: int = 0
+    """Times slo-guard re-applied its action after a revert during the current hold."""
+    reasserted_at: datetime | None = None
+    """When slo-guard last re-applied its action after a revert."""
+    reverted_by: str | None = None
+    """Field manager whose revert slo-guard last undid."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReassertBackoff:
+    """How soon slo-guard re-applies an action someone reverted: per target, doubling, capped.
+
+    The first revert during a hold is undone at the next evaluation; after the n-th re-assertion the next one waits
+    `base * 2**n` seconds, at most `cap`. A GitOps tool that reverts on every sync meets a re-assertion less and less
+    often instead of a fight every interval, while a one-off revert by a human is undone at once.
+    """
+
+    base: float
+    """Seconds; the SLO's evaluation interval."""
+    cap: float
+    """Seconds; the longest wait between two re-assertions."""
+
+    def delay(self, reassertions: int) -> float:
+        """Seconds to wait after the last re-assertion, given how many there were."""
+        if reassertions <= 0:
+            return 0.0
+        return min(self.base * 2.0 ** min(reassertions, _MAX_DOUBLINGS), self.cap)
+
+    def due(self, *, reassertions: int, last: datetime | None) -> datetime | None:
+        """The earliest time of the next re-assertion; None when it may happen now."""
+        if last is None or reassertions <= 0:
+            return None
+        return last + timedelta(seconds=self.delay(reassertions))
+
+
+@dataclass(frozen=True, slots=True)
+class Contest:
+    """Someone reverted slo-guard's action on a target it holds, during the current hold."""
+
+    path: str
+    """The reverted field: `spec.paused` or `spec.replicas`."""
+    reverted_by: str | None
+    """Field manager of the revert (from managedFields); None when the API server did not say."""
+    reassertions: int
+    """Times slo-guard has re-applied its action during this hold."""
+    backing_off_until: datetime | None = None
+    """Set while the target stays reverted: the earliest time slo-guard re-applies its action."""
+
+    def summary(self) -> str:
+        """One clause for conditions and Events."""
+        text = f"{self.path} reverted by {self.reverted_by or 'an unknown client'}"
+        text += f"; re-applied {self.reassertions} time{'s' if self.reassertions != 1 else ''} during this hold"
+        if self.backing_off_until is not None:
+            text += f"; backing off until {_stamp(self.backing_off_until)}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +149,18 @@ class TargetDecision:
     """CamelCase, for conditions and Events."""
     message: str
     change: Change | None = None
+    contest: Contest | None = None
+    """Set when someone reverted slo-guard's action on this target during the current hold."""
 
 
 def decide(
-    *, holder: str, policy: Policy, evaluation: Evaluation, workload: WorkloadState, now: datetime
+    *,
+    holder: str,
+    policy: Policy,
+    evaluation: Evaluation,
+    workload: WorkloadState,
+    now: datetime,
+    backoff: ReassertBackoff,
 ) -> TargetDecision:
     """What `holder` (an SLO name) should do to one target now."""
     target = workload.target
@@ -101,7 +181,7 @@ def decide(
     if held:
         if _may_undo(policy, evaluation):
             return release(holder=holder, workload=workload)
-        return _keep_holding(policy, workload)
+        return _keep_holding(policy=policy, workload=workload, now=now, backoff=backoff)
     if not _triggered(policy, evaluation):
         return TargetDecision(target, TargetState.UNTOUCHED, "WithinBudget", "No action needed")
     if policy.action is PolicyAction.PAUSE:
@@ -135,6 +215,8 @@ def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
     if action is None:
         return TargetDecision(target, TargetState.UNTOUCHED, "NotHeld", f"{_describe(target)} is not held")
     still_held = (workload.paused_by | workload.scaled_by) - {holder}
+    if not still_held:
+        annotations |= dict.fromkeys(CONTEST_ANNOTATIONS)
     change = Change(
         action=action,
         paused=paused,
@@ -162,7 +244,7 @@ def _pause(*, holder: str, workload: WorkloadState, now: datetime) -> TargetDeci
         )
     annotations: dict[str, str | None] = {PAUSED_BY: _join(workload.paused_by | {holder})}
     if not workload.paused_by:
-        annotations[PAUSED_AT] = now.isoformat().replace("+00:00", "Z")
+        annotations[PAUSED_AT] = _stamp(now)
     change = Change(ActionKind.PAUSE, paused=True, annotations=annotations, labels={HELD_LABEL: "true"})
     return TargetDecision(
         target, TargetState.PAUSED, "Paused", f"Error budget policy: paused {_describe(target)}", change
@@ -194,20 +276,53 @@ def _scale(*, holder: str, policy: Policy, workload: WorkloadState) -> TargetDec
     )
 
 
-def _keep_holding(policy: Policy, workload: WorkloadState) -> TargetDecision:
+def _keep_holding(
+    *, policy: Policy, workload: WorkloadState, now: datetime, backoff: ReassertBackoff
+) -> TargetDecision:
     target = workload.target
     if policy.action is PolicyAction.PAUSE:
         if not workload.paused:
-            change = Change(ActionKind.PAUSE, paused=True)
-            message = f"{_describe(target)} was resumed while the budget is still spent; pausing it again"
-            return TargetDecision(target, TargetState.PAUSED, "PauseReasserted", message, change)
-        return TargetDecision(target, TargetState.PAUSED, "Paused", f"Holding {_describe(target)} paused")
+            return _reassert(
+                Change(ActionKind.PAUSE, paused=True), path=PAUSED_FIELD, workload=workload, now=now, backoff=backoff
+            )
+        message = f"Holding {_describe(target)} paused"
+        return TargetDecision(target, TargetState.PAUSED, "Paused", message, contest=_past(PAUSED_FIELD, workload))
     is_first_holder = len(workload.scaled_by) == 1
     if is_first_holder and workload.autoscaler is None and workload.replicas != policy.scale_to:
         change = Change(ActionKind.SCALE, replicas=policy.scale_to)
-        message = f"{_describe(target)} replicas changed while the budget is still spent; scaling to {policy.scale_to}"
-        return TargetDecision(target, TargetState.SCALED, "ScaleReasserted", message, change)
-    return TargetDecision(target, TargetState.SCALED, "Scaled", f"Holding {_describe(target)} scaled")
+        return _reassert(change, path=REPLICAS_FIELD, workload=workload, now=now, backoff=backoff)
+    message = f"Holding {_describe(target)} scaled"
+    return TargetDecision(target, TargetState.SCALED, "Scaled", message, contest=_past(REPLICAS_FIELD, workload))
+
+
+def _reassert(
+    change: Change, *, path: str, workload: WorkloadState, now: datetime, backoff: ReassertBackoff
+) -> TargetDecision:
+    """Undo a revert of the action in `change`, unless the back-off says to wait."""
+    target = workload.target
+    who = workload.paused_set_by if path == PAUSED_FIELD else workload.replicas_set_by
+    verb = change.action.value
+    again = "pauses it again" if change.action is ActionKind.PAUSE else f"scales it to {change.replicas} again"
+    reverted = f"{_describe(target)}: {path} was reverted by {who or 'an unknown client'} while the budget is spent"
+    due = backoff.due(reassertions=workload.reassertions, last=workload.reasserted_at)
+    if due is not None and now < due:
+        contest = Contest(path, who, workload.reassertions, backing_off_until=due)
+        message = f"{reverted}; slo-guard backs off and {again} at {_stamp(due)} at the earliest"
+        return TargetDecision(target, TargetState.CONTESTED, f"{verb}Reverted", message, contest=contest)
+    count = workload.reassertions + 1
+    annotations = {REASSERTIONS: str(count), REASSERTED_AT: _stamp(now), REVERTED_BY: who}
+    wait = backoff.delay(count)
+    message = f"{reverted}; slo-guard {again} (re-assertion {count}; after another revert it waits {wait:g}s)"
+    state = TargetState.PAUSED if change.action is ActionKind.PAUSE else TargetState.SCALED
+    change = replace(change, annotations=annotations)
+    return TargetDecision(target, state, f"{verb}Reasserted", message, change, Contest(path, who, count))
+
+
+def _past(path: str, workload: WorkloadState) -> Contest | None:
+    """The contest of this hold, from the target's annotations, once the action is back in place."""
+    if workload.reassertions <= 0:
+        return None
+    return Contest(path, workload.reverted_by, workload.reassertions)
 
 
 def _holds(holder: str, action: PolicyAction, workload: WorkloadState) -> bool:
@@ -233,6 +348,10 @@ def _held_state(action: PolicyAction) -> TargetState:
 
 def parse_holders(value: str | None) -> frozenset[str]:
     return frozenset(name for name in (value or "").split(",") if name)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _join(holders: frozenset[str]) -> str:

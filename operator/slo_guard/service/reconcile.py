@@ -15,7 +15,7 @@ from typing import Any
 from slo_guard.adapters.kubernetes import KubernetesUnavailable, ObjectRef, WorkloadConflict
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import API_VERSION, KIND, Objective, PolicyAction, PolicyMode, Target
-from slo_guard.domain.policy import TargetDecision, TargetState, decide, release
+from slo_guard.domain.policy import ReassertBackoff, TargetDecision, TargetState, decide, release
 from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 from slo_guard.service.ports import (
@@ -40,6 +40,7 @@ _NOTABLE_STATES = {
     TargetState.OVERRIDDEN,
     TargetState.MISSING,
     TargetState.REFUSED,
+    TargetState.CONTESTED,
 }
 
 
@@ -52,6 +53,8 @@ class ReconcilerSettings:
     """Seconds between status writes when nothing but evaluatedAt changed."""
     conflict_retries: int = 3
     """Re-reads after a 409/422 before giving up for this pass."""
+    reassert_backoff_max: float = 600.0
+    """Seconds; the longest wait before slo-guard undoes another revert of its action on one target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +85,7 @@ class Reconciler:
         self._clock = clock
 
     async def reconcile(self, resource: Mapping[str, Any]) -> Outcome:
-        metadata = resource.get("metadata") or {}
-        namespace = str(metadata.get("namespace") or "default")
-        name = str(metadata.get("name"))
-        generation = metadata.get("generation")
-        previous: Mapping[str, Any] = resource.get("status") or {}
-        ref = ObjectRef(API_VERSION, KIND, namespace, name, metadata.get("uid"))
+        ref, previous, generation = _identity(resource)
         now = self._clock()
         try:
             objective = objective_from_resource(resource, min_step=self._settings.min_step)
@@ -95,6 +93,13 @@ class Reconciler:
             return await self._reject(ref, previous=previous, generation=generation, error=err, now=now)
 
         evaluation = await evaluate_objective(objective, self._metrics, at=now, settings=self._settings.evaluation)
+        return await self.enforce(resource, objective=objective, evaluation=evaluation, now=now)
+
+    async def enforce(
+        self, resource: Mapping[str, Any], *, objective: Objective, evaluation: Evaluation, now: datetime
+    ) -> Outcome:
+        """The second half of a pass: act on the targets for `evaluation`, then post Events and write the status."""
+        ref, previous, generation = _identity(resource)
         actions: list[ActionRecord] = []
         if previous.get("observedGeneration") != generation:
             actions += await self._release_stale_holds(objective, now=now)
@@ -158,6 +163,7 @@ class Reconciler:
         now: datetime,
     ) -> tuple[TargetReport, list[ActionRecord]]:
         previous_state = _previous_target_state(previous, target)
+        backoff = ReassertBackoff(base=objective.evaluation_interval, cap=self._settings.reassert_backoff_max)
         for _attempt in range(self._settings.conflict_retries):
             try:
                 snapshot = await self._workloads.read(
@@ -178,11 +184,12 @@ class Reconciler:
                 evaluation=evaluation,
                 workload=snapshot.state,
                 now=now,
+                backoff=backoff,
             )
             if decision.change is None:
                 if decision.state in _NOTABLE_STATES and previous_state != decision.state.value:
                     await self._post_both(objective, target, decision, type_="Warning")
-                return _report(target, decision.state.value, decision.reason, decision.message), []
+                return _report_decision(decision), []
             if objective.policy.mode is PolicyMode.DRY_RUN:
                 return await self._dry_run(objective, target, decision, previous_state=previous_state, now=now)
             try:
@@ -196,8 +203,11 @@ class Reconciler:
                     regarding=_slo_ref(objective), type_="Warning", reason="ActionFailed", message=message
                 )
                 return _report(target, "Unknown", "ActionFailed", message), [record]
-            await self._post_both(objective, target, decision, type_="Normal")
-            logger.info(
+            # A re-assertion answers someone who undid the action: worth a Warning.
+            contested = decision.contest is not None
+            await self._post_both(objective, target, decision, type_="Warning" if contested else "Normal")
+            logger.log(
+                logging.WARNING if contested else logging.INFO,
                 decision.message,
                 extra={
                     "slo": objective.key,
@@ -205,9 +215,7 @@ class Reconciler:
                     "reason": decision.reason,
                 },
             )
-            return _report(target, decision.state.value, decision.reason, decision.message), [
-                _record(now, target, decision, result="Applied")
-            ]
+            return _report_decision(decision), [_record(now, target, decision, result="Applied")]
         message = f"{target.kind} {target.name} kept changing under slo-guard; will retry next evaluation"
         return _report(target, "Unknown", "Conflict", message), []
 
@@ -306,6 +314,14 @@ class Reconciler:
             await self._statuses.patch_status(namespace=ref.namespace, name=ref.name, status=patch)
 
 
+def _identity(resource: Mapping[str, Any]) -> tuple[ObjectRef, Mapping[str, Any], int | None]:
+    """The SLO's reference for Events and status writes, its last status, and its generation."""
+    metadata = resource.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "default")
+    ref = ObjectRef(API_VERSION, KIND, namespace, str(metadata.get("name")), metadata.get("uid"))
+    return ref, resource.get("status") or {}, metadata.get("generation")
+
+
 def _reason(evaluation: Evaluation) -> str | None:
     return evaluation.reason.value if evaluation.reason else None
 
@@ -334,6 +350,18 @@ def _slo_ref(objective: Objective) -> ObjectRef:
 
 def _report(target: Target, state: str, reason: str, message: str) -> TargetReport:
     return TargetReport(kind=target.kind, name=target.name, state=state, reason=reason, message=message)
+
+
+def _report_decision(decision: TargetDecision) -> TargetReport:
+    target = decision.target
+    return TargetReport(
+        kind=target.kind,
+        name=target.name,
+        state=decision.state.value,
+        reason=decision.reason,
+        message=decision.message,
+        contest=decision.contest,
+    )
 
 
 def _record(

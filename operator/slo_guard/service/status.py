@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from slo_guard.domain.evaluation_types import Evaluation, State
-from slo_guard.domain.policy import TargetState
+from slo_guard.domain.policy import Contest, TargetState
 from slo_guard.resources import status_from_evaluation
 
 STATUS_DIGITS = 3
@@ -26,6 +26,8 @@ class TargetReport:
     state: str
     reason: str
     message: str
+    contest: Contest | None = None
+    """Set when someone reverted slo-guard's action on this target during the current hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def invalid_spec_status(
         Condition("DataAvailable", "Unknown", "InvalidSpec", "Not evaluated: the spec is invalid"),
         Condition("BudgetExhausted", "Unknown", "InvalidSpec", "Not evaluated: the spec is invalid"),
         Condition("ActionApplied", "False", "InvalidSpec", "No action on an invalid spec"),
+        Condition("Contested", "Unknown", "InvalidSpec", "Not evaluated: the spec is invalid"),
     ]
     return {
         "state": State.UNKNOWN.value,
@@ -141,6 +144,7 @@ def _conditions(evaluation: Evaluation, targets: Sequence[TargetReport]) -> list
         data,
         exhausted,
         _action_condition(targets),
+        contest_condition(targets),
     ]
 
 
@@ -150,6 +154,7 @@ _ATTENTION_STATES = {
     TargetState.MISSING.value,
     TargetState.PAUSED_BY_OTHER.value,
     TargetState.OVERRIDDEN.value,
+    TargetState.CONTESTED.value,
 }
 
 
@@ -161,6 +166,18 @@ def _action_condition(targets: Sequence[TargetReport]) -> Condition:
     if notable:
         return Condition("ActionApplied", "False", notable[0].reason, "; ".join(report.message for report in notable))
     return Condition("ActionApplied", "False", "NoActionNeeded", "slo-guard holds no target")
+
+
+def contest_condition(targets: Sequence[TargetReport]) -> Condition:
+    """`Contested`: someone reverted an action slo-guard holds; the reason tells whether the revert still stands."""
+    contested = [report for report in targets if report.contest is not None]
+    if not contested:
+        return Condition("Contested", "False", "NotReverted", "Nobody reverted an action slo-guard holds")
+    standing = any(report.state == TargetState.CONTESTED.value for report in contested)
+    message = "; ".join(
+        f"{report.kind} {report.name}: {report.contest.summary()}" for report in contested if report.contest
+    )
+    return Condition("Contested", "True", "BackingOff" if standing else "Reasserted", message)
 
 
 def merge_conditions(

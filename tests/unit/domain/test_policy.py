@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,9 +16,13 @@ from slo_guard.domain.policy import (
     ORIGINAL_REPLICAS,
     PAUSED_AT,
     PAUSED_BY,
+    REASSERTED_AT,
+    REASSERTIONS,
+    REVERTED_BY,
     SCALED_BY,
     ActionKind,
     Change,
+    ReassertBackoff,
     TargetState,
     WorkloadState,
     decide,
@@ -30,6 +35,9 @@ TARGET = Target("Deployment", "checkout")
 PAUSE = Policy(mode=PolicyMode.ENFORCE, action=PolicyAction.PAUSE, resume_above=0.05)
 SCALE = Policy(mode=PolicyMode.ENFORCE, action=PolicyAction.SCALE, scale_to=2, resume_above=0.05)
 PAGE_1H = AlertStatus(Severity.PAGE, 3600, 300, 14.4, firing=True)
+BACKOFF = ReassertBackoff(base=30, cap=600)
+NO_CONTEST = dict.fromkeys((REASSERTIONS, REASSERTED_AT, REVERTED_BY))
+"""What a release writes besides the holder annotations: the contest of the hold is forgotten with it."""
 
 
 def evaluation(remaining: float, *, page_firing: bool = False) -> Evaluation:
@@ -55,9 +63,13 @@ def apply(workload: WorkloadState, change: Change | None) -> WorkloadState:
         PAUSED_BY: ",".join(sorted(workload.paused_by)) or None,
         SCALED_BY: ",".join(sorted(workload.scaled_by)) or None,
         ORIGINAL_REPLICAS: None if workload.original_replicas is None else str(workload.original_replicas),
+        REASSERTIONS: str(workload.reassertions) if workload.reassertions else None,
+        REASSERTED_AT: workload.reasserted_at.isoformat() if workload.reasserted_at else None,
+        REVERTED_BY: workload.reverted_by,
     }
     annotations.update(change.annotations)
     original = annotations.get(ORIGINAL_REPLICAS)
+    reasserted_at = annotations.get(REASSERTED_AT)
     return replace(
         workload,
         paused=workload.paused if change.paused is None else change.paused,
@@ -65,11 +77,16 @@ def apply(workload: WorkloadState, change: Change | None) -> WorkloadState:
         paused_by=parse_holders(annotations.get(PAUSED_BY)),
         scaled_by=parse_holders(annotations.get(SCALED_BY)),
         original_replicas=None if original is None else int(original),
+        reassertions=int(annotations.get(REASSERTIONS) or 0),
+        reasserted_at=None if reasserted_at is None else datetime.fromisoformat(reasserted_at),
+        reverted_by=annotations.get(REVERTED_BY),
     )
 
 
 def test_exhausted_budget_pauses_and_records_ownership() -> None:
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-0.2), workload=FRESH, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(-0.2), workload=FRESH, now=NOW, backoff=BACKOFF
+    )
     assert decision.state is TargetState.PAUSED
     assert decision.change is not None
     assert decision.change.action is ActionKind.PAUSE
@@ -80,7 +97,9 @@ def test_exhausted_budget_pauses_and_records_ownership() -> None:
 
 
 def test_healthy_budget_leaves_untouched_target_alone() -> None:
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.5), workload=FRESH, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.5), workload=FRESH, now=NOW, backoff=BACKOFF
+    )
     assert decision.state is TargetState.UNTOUCHED
     assert decision.change is None
 
@@ -88,21 +107,30 @@ def test_healthy_budget_leaves_untouched_target_alone() -> None:
 def test_hysteresis_keeps_pause_until_budget_is_above_resume_threshold() -> None:
     held = replace(FRESH, paused=True, paused_by=frozenset({"slo-a"}))
     for remaining in (0.0, 0.01, 0.05):
-        decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=held, now=NOW)
+        decision = decide(
+            holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=held, now=NOW, backoff=BACKOFF
+        )
         assert decision.change is None, remaining
         assert decision.state is TargetState.PAUSED
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.051), workload=held, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.051), workload=held, now=NOW, backoff=BACKOFF
+    )
     assert decision.change is not None
     assert decision.change.action is ActionKind.RESUME
     assert decision.change.paused is False
-    assert decision.change.annotations == {PAUSED_BY: None, PAUSED_AT: None}
+    assert decision.change.annotations == {PAUSED_BY: None, PAUSED_AT: None, **NO_CONTEST}
     assert decision.change.labels == {HELD_LABEL: None}
 
 
 def test_page_tier_firing_blocks_resume_even_with_budget_left() -> None:
     held = replace(FRESH, paused=True, paused_by=frozenset({"slo-a"}))
     decision = decide(
-        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.5, page_firing=True), workload=held, now=NOW
+        holder="slo-a",
+        policy=PAUSE,
+        evaluation=evaluation(0.5, page_firing=True),
+        workload=held,
+        now=NOW,
+        backoff=BACKOFF,
     )
     assert decision.change is None
     assert decision.state is TargetState.PAUSED
@@ -110,26 +138,34 @@ def test_page_tier_firing_blocks_resume_even_with_budget_left() -> None:
 
 def test_human_pause_is_never_claimed_or_resumed() -> None:
     human = replace(FRESH, paused=True)
-    exhausted = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=human, now=NOW)
+    exhausted = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=human, now=NOW, backoff=BACKOFF
+    )
     assert exhausted.state is TargetState.PAUSED_BY_OTHER
     assert exhausted.change is None
-    recovered = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=human, now=NOW)
+    recovered = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=human, now=NOW, backoff=BACKOFF
+    )
     assert recovered.change is None
 
 
 def test_two_slos_share_a_pause_and_only_the_last_one_resumes() -> None:
     workload = FRESH
     for holder in ("slo-a", "slo-b"):
-        decision = decide(holder=holder, policy=PAUSE, evaluation=evaluation(-1), workload=workload, now=NOW)
+        decision = decide(
+            holder=holder, policy=PAUSE, evaluation=evaluation(-1), workload=workload, now=NOW, backoff=BACKOFF
+        )
         workload = apply(workload, decision.change)
     assert workload.paused
     assert workload.paused_by == {"slo-a", "slo-b"}
-    first = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW)
+    first = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW, backoff=BACKOFF
+    )
     assert first.change is not None
     assert first.change.paused is None, "slo-b still holds the pause"
     assert first.change.annotations == {PAUSED_BY: "slo-b"}
     workload = apply(workload, first.change)
-    last = decide(holder="slo-b", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW)
+    last = decide(holder="slo-b", policy=PAUSE, evaluation=evaluation(0.9), workload=workload, now=NOW, backoff=BACKOFF)
     assert last.change is not None
     assert last.change.paused is False
 
@@ -138,26 +174,21 @@ def test_unknown_state_never_writes_whatever_the_target_looks_like() -> None:
     held = replace(FRESH, paused=False, paused_by=frozenset({"slo-a"}))
     for workload in (FRESH, held, replace(FRESH, paused=True)):
         for policy in (PAUSE, SCALE):
-            decision = decide(holder="slo-a", policy=policy, evaluation=UNKNOWN, workload=workload, now=NOW)
+            decision = decide(
+                holder="slo-a", policy=policy, evaluation=UNKNOWN, workload=workload, now=NOW, backoff=BACKOFF
+            )
             assert decision.change is None
             assert decision.reason == "HoldingOnMissingData"
-
-
-def test_reverted_pause_is_reasserted() -> None:
-    reverted = replace(FRESH, paused=False, paused_by=frozenset({"slo-a"}))
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-0.1), workload=reverted, now=NOW)
-    assert decision.reason == "PauseReasserted"
-    assert decision.change == Change(ActionKind.PAUSE, paused=True)
 
 
 def test_override_lets_rollouts_through_and_releases_a_held_pause() -> None:
     until = NOW + timedelta(hours=1)
     fresh = replace(FRESH, override_until=until)
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=fresh, now=NOW)
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=fresh, now=NOW, backoff=BACKOFF)
     assert decision.state is TargetState.OVERRIDDEN
     assert decision.change is None
     held = replace(fresh, paused=True, paused_by=frozenset({"slo-a"}))
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=held, now=NOW)
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=held, now=NOW, backoff=BACKOFF)
     assert decision.state is TargetState.OVERRIDDEN
     assert decision.change is not None
     assert decision.change.paused is False
@@ -165,26 +196,32 @@ def test_override_lets_rollouts_through_and_releases_a_held_pause() -> None:
 
 def test_expired_override_is_ignored() -> None:
     expired = replace(FRESH, override_until=NOW - timedelta(seconds=1))
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=expired, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=expired, now=NOW, backoff=BACKOFF
+    )
     assert decision.state is TargetState.PAUSED
 
 
 def test_scale_remembers_original_replicas_and_restores_them() -> None:
-    decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=FRESH, now=NOW)
+    decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=FRESH, now=NOW, backoff=BACKOFF)
     assert decision.change is not None
     assert decision.change.replicas == 2
     assert decision.change.annotations == {SCALED_BY: "slo-a", ORIGINAL_REPLICAS: "5"}
     scaled = apply(FRESH, decision.change)
-    restore = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(0.6), workload=scaled, now=NOW)
+    restore = decide(
+        holder="slo-a", policy=SCALE, evaluation=evaluation(0.6), workload=scaled, now=NOW, backoff=BACKOFF
+    )
     assert restore.change is not None
     assert restore.change.action is ActionKind.RESTORE
     assert restore.change.replicas == 5
-    assert restore.change.annotations == {SCALED_BY: None, ORIGINAL_REPLICAS: None}
+    assert restore.change.annotations == {SCALED_BY: None, ORIGINAL_REPLICAS: None, **NO_CONTEST}
 
 
 def test_second_scale_holder_does_not_overwrite_original_replicas() -> None:
     scaled = replace(FRESH, replicas=2, scaled_by=frozenset({"slo-a"}), original_replicas=5)
-    decision = decide(holder="slo-b", policy=SCALE, evaluation=evaluation(-1), workload=scaled, now=NOW)
+    decision = decide(
+        holder="slo-b", policy=SCALE, evaluation=evaluation(-1), workload=scaled, now=NOW, backoff=BACKOFF
+    )
     assert decision.change is not None
     assert ORIGINAL_REPLICAS not in decision.change.annotations
     assert decision.change.replicas is None
@@ -192,7 +229,9 @@ def test_second_scale_holder_does_not_overwrite_original_replicas() -> None:
 
 def test_autoscaled_target_is_not_scaled() -> None:
     autoscaled = replace(FRESH, autoscaler="checkout-hpa")
-    decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=autoscaled, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=autoscaled, now=NOW, backoff=BACKOFF
+    )
     assert decision.state is TargetState.REFUSED
     assert decision.reason == "AutoscalerPresent"
     assert decision.change is None
@@ -201,13 +240,18 @@ def test_autoscaled_target_is_not_scaled() -> None:
 def test_fast_burn_trigger_acts_on_a_page_tier_before_the_budget_is_gone() -> None:
     fast = replace(PAUSE, trigger=PolicyTrigger.FAST_BURN)
     burning = evaluation(0.6, page_firing=True)
-    assert decide(holder="a", policy=fast, evaluation=burning, workload=FRESH, now=NOW).state is TargetState.PAUSED
-    assert decide(holder="a", policy=PAUSE, evaluation=burning, workload=FRESH, now=NOW).change is None
+    assert (
+        decide(holder="a", policy=fast, evaluation=burning, workload=FRESH, now=NOW, backoff=BACKOFF).state
+        is TargetState.PAUSED
+    )
+    assert decide(holder="a", policy=PAUSE, evaluation=burning, workload=FRESH, now=NOW, backoff=BACKOFF).change is None
 
 
 def test_missing_target_is_reported_not_raised() -> None:
     missing = WorkloadState(TARGET, exists=False)
-    decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=missing, now=NOW)
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(-1), workload=missing, now=NOW, backoff=BACKOFF
+    )
     assert decision.state is TargetState.MISSING
     assert decision.change is None
 
@@ -229,10 +273,151 @@ def test_flapping_budget_gives_at_most_one_cycle_per_band_crossing(budgets: list
             side, crossings = "below", crossings + 1
         elif remaining > PAUSE.resume_above and side == "below":
             side = "above"
-        decision = decide(holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=workload, now=NOW)
+        decision = decide(
+            holder="slo-a", policy=PAUSE, evaluation=evaluation(remaining), workload=workload, now=NOW, backoff=BACKOFF
+        )
         if decision.change is not None:
             pauses += decision.change.action is ActionKind.PAUSE
             resumes += decision.change.action is ActionKind.RESUME
         workload = apply(workload, decision.change)
     assert pauses <= crossings
     assert resumes <= pauses
+
+
+# Reverts: a GitOps tool or a human undoes slo-guard's action while the budget is still spent.
+
+HELD_PAUSE = replace(FRESH, paused=True, paused_by=frozenset({"slo-a"}))
+SPENT = evaluation(-0.1)
+
+
+def revert_pause(workload: WorkloadState, *, by: str | None) -> WorkloadState:
+    """`spec.paused: false` from another client; the API server hands the field's ownership to it."""
+    return replace(workload, paused=False, paused_set_by=by)
+
+
+def test_a_first_revert_is_undone_at_once_and_names_who_reverted() -> None:
+    reverted = revert_pause(HELD_PAUSE, by="argocd-controller")
+
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=reverted, now=NOW, backoff=BACKOFF)
+
+    assert decision.state is TargetState.PAUSED
+    assert decision.reason == "PauseReasserted"
+    assert decision.change == Change(
+        ActionKind.PAUSE,
+        paused=True,
+        annotations={REASSERTIONS: "1", REASSERTED_AT: "2026-11-01T00:00:00Z", REVERTED_BY: "argocd-controller"},
+    )
+    assert "spec.paused was reverted by argocd-controller" in decision.message
+    assert decision.contest is not None
+    assert (decision.contest.reverted_by, decision.contest.reassertions) == ("argocd-controller", 1)
+
+
+def test_a_revert_by_an_unknown_client_is_undone_and_said_so() -> None:
+    decision = decide(
+        holder="slo-a",
+        policy=PAUSE,
+        evaluation=SPENT,
+        workload=revert_pause(HELD_PAUSE, by=None),
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert decision.change is not None
+    assert decision.change.annotations[REVERTED_BY] is None
+    assert "reverted by an unknown client" in decision.message
+
+
+def test_a_revert_within_the_backoff_stands_and_is_reported_without_a_write() -> None:
+    once = apply(revert_pause(HELD_PAUSE, by="flux"), Change(ActionKind.PAUSE, paused=True))
+    once = replace(once, reassertions=1, reasserted_at=NOW, reverted_by="flux")
+    again = revert_pause(once, by="flux")
+
+    early = decide(
+        holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=again, now=NOW + timedelta(seconds=59), backoff=BACKOFF
+    )
+    due = decide(
+        holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=again, now=NOW + timedelta(seconds=60), backoff=BACKOFF
+    )
+
+    assert early.state is TargetState.CONTESTED
+    assert early.reason == "PauseReverted"
+    assert early.change is None
+    assert early.contest is not None
+    assert early.contest.backing_off_until == NOW + timedelta(seconds=60)
+    assert "2026-11-01T00:01:00Z" in early.message
+    assert due.change is not None
+    assert due.change.annotations[REASSERTIONS] == "2"
+
+
+def test_a_held_pause_put_back_still_reports_the_contest_of_this_hold() -> None:
+    paused_again = replace(HELD_PAUSE, reassertions=3, reasserted_at=NOW, reverted_by="argocd-controller")
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=paused_again, now=NOW, backoff=BACKOFF)
+    assert decision.change is None
+    assert decision.state is TargetState.PAUSED
+    assert decision.contest is not None
+    assert (
+        decision.contest.summary() == "spec.paused reverted by argocd-controller; re-applied 3 times during this hold"
+    )
+
+
+def test_a_reverted_scale_is_scaled_again_naming_who_changed_the_replicas() -> None:
+    scaled = replace(FRESH, replicas=2, scaled_by=frozenset({"slo-a"}), original_replicas=5)
+    reverted = replace(scaled, replicas=5, replicas_set_by="kubectl-scale")
+
+    decision = decide(holder="slo-a", policy=SCALE, evaluation=SPENT, workload=reverted, now=NOW, backoff=BACKOFF)
+
+    assert decision.reason == "ScaleReasserted"
+    assert decision.change is not None
+    assert decision.change.replicas == 2
+    assert decision.change.annotations[REVERTED_BY] == "kubectl-scale"
+    assert "spec.replicas was reverted by kubectl-scale" in decision.message
+
+
+def test_recovery_releases_the_hold_and_forgets_its_contest() -> None:
+    contested = replace(HELD_PAUSE, reassertions=4, reasserted_at=NOW, reverted_by="argocd-controller")
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=evaluation(0.9), workload=contested, now=NOW, backoff=BACKOFF
+    )
+    assert decision.change is not None
+    assert decision.change.paused is False
+    assert apply(contested, decision.change) == replace(FRESH, paused=False)
+
+
+def test_backoff_doubles_from_the_interval_up_to_the_cap() -> None:
+    backoff = ReassertBackoff(base=30, cap=600)
+    assert [backoff.delay(n) for n in range(7)] == [0, 60, 120, 240, 480, 600, 600]
+    assert backoff.delay(10**9) == 600, "a garbled count must not overflow"
+    assert backoff.due(reassertions=2, last=NOW) == NOW + timedelta(seconds=120)
+    assert backoff.due(reassertions=0, last=NOW) is None
+
+
+def gitops_fight(*, reverts_at: set[int], passes: int, backoff: ReassertBackoff) -> list[int]:
+    """Seconds of the re-assertions, with one pass a second and a revert right after each listed pass."""
+    workload = HELD_PAUSE
+    reasserted = []
+    for second in range(passes):
+        now = NOW + timedelta(seconds=second)
+        decision = decide(holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=workload, now=now, backoff=backoff)
+        if decision.change is not None:
+            reasserted.append(second)
+        workload = apply(workload, decision.change)
+        if second in reverts_at:
+            workload = revert_pause(workload, by="argocd-controller")
+    return reasserted
+
+
+def test_a_controller_reverting_after_every_pass_meets_fewer_and_fewer_reassertions() -> None:
+    reasserted = gitops_fight(reverts_at=set(range(200)), passes=200, backoff=ReassertBackoff(base=1, cap=32))
+    assert reasserted == [1, 3, 7, 15, 31, 63, 95, 127, 159, 191]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=120)))
+def test_reassertions_are_spaced_by_the_backoff_and_a_standing_revert_is_never_abandoned(reverts: set[int]) -> None:
+    backoff = ReassertBackoff(base=1, cap=16)
+    reasserted = gitops_fight(reverts_at=reverts, passes=160, backoff=backoff)
+    for count, (before, after) in enumerate(itertools.pairwise(reasserted), start=1):
+        assert after - before >= backoff.delay(count)
+    assert len(reasserted) <= len(reverts)
+    if reverts:
+        assert reasserted, "a revert while the budget is spent is always undone eventually"
+        assert reasserted[-1] > max(reverts), "the last revert does not stand"

@@ -1,0 +1,365 @@
+"""The reconciler's enforcement half against an in-memory Deployment that behaves like the API server stores it.
+
+Each pass is `Reconciler.enforce` with an evaluation given directly (no metrics source is involved), so these tests
+pin down what reaches the cluster: target writes, Events and status, across reverts, failed writes and restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from slo_guard.adapters.kubernetes import (
+    FIELD_MANAGER,
+    KubernetesUnavailable,
+    ObjectRef,
+    WorkloadConflict,
+    WorkloadSnapshot,
+    deployment_snapshot,
+    merge_patch,
+)
+from slo_guard.adapters.prometheus import Sample
+from slo_guard.domain.evaluation_types import Evaluation, State
+from slo_guard.domain.model import Target
+from slo_guard.domain.policy import HELD_LABEL, Change
+from slo_guard.resources import objective_from_resource
+from slo_guard.service.evaluation import EvaluationSettings
+from slo_guard.service.reconcile import Reconciler, ReconcilerSettings
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+NAMESPACE = "shop"
+TARGET = Target("Deployment", "checkout")
+
+
+def json_merge(target: Any, patch: Any) -> Any:
+    """RFC 7386."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = json_merge(merged.get(key), value)
+    return merged
+
+
+class FakeDeployment:
+    """One Deployment: merge patches with a resourceVersion precondition, and managedFields ownership of spec fields."""
+
+    def __init__(self, *, replicas: int = 5) -> None:
+        self.body: dict[str, Any] = {
+            "metadata": {"name": TARGET.name, "namespace": NAMESPACE, "resourceVersion": "1", "labels": {}},
+            "spec": {"replicas": replicas},
+        }
+        self.owners: dict[str, str] = {"replicas": "kubectl-client-side-apply"}
+        self.writes: list[dict[str, Any]] = []
+        self.failing_writes = 0
+        self._clock = NOW
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.body["spec"])
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.body["metadata"].get("annotations") or {})
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.body["metadata"].get("labels") or {})
+
+    def write_spec(self, manager: str, **fields: Any) -> None:
+        """Another client changes spec fields; the API server gives their ownership to its manager."""
+        self._store({"spec": fields}, manager=manager)
+
+    def _store(self, patch: Mapping[str, Any], *, manager: str) -> None:
+        self.body = json_merge(self.body, patch)
+        for field in patch.get("spec") or {}:
+            self.owners[field] = manager
+        metadata = self.body["metadata"]
+        metadata["resourceVersion"] = str(int(metadata["resourceVersion"]) + 1)
+        metadata["managedFields"] = [
+            {
+                "manager": owner,
+                "operation": "Update",
+                "time": self._clock.isoformat(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {f"f:{field}": {}}},
+            }
+            for field, owner in self.owners.items()
+        ]
+
+    async def read(self, *, namespace: str, target: Target, check_autoscaler: bool) -> WorkloadSnapshot:
+        return deployment_snapshot(copy.deepcopy(self.body), target=target, autoscaler=None)
+
+    async def apply(self, *, namespace: str, snapshot: WorkloadSnapshot, change: Change) -> None:
+        if self.failing_writes:
+            self.failing_writes -= 1
+            raise KubernetesUnavailable("Kubernetes API answered 500: injected")
+        assert snapshot.resource_version is not None
+        patch = merge_patch(resource_version=snapshot.resource_version, change=change)
+        if patch["metadata"].pop("resourceVersion") != self.body["metadata"]["resourceVersion"]:
+            raise WorkloadConflict("the object has been modified")
+        self.writes.append(patch)
+        self._store(patch, manager=FIELD_MANAGER)
+
+    async def held(self, *, namespace: str) -> Sequence[WorkloadSnapshot]:
+        if self.labels.get(HELD_LABEL) != "true":
+            return []
+        return [await self.read(namespace=namespace, target=TARGET, check_autoscaler=False)]
+
+
+@dataclass(frozen=True)
+class PostedEvent:
+    kind: str
+    type_: str
+    reason: str
+    message: str
+
+
+class RecordedEvents:
+    def __init__(self) -> None:
+        self.posted: list[PostedEvent] = []
+
+    async def post(self, *, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
+        self.posted.append(PostedEvent(regarding.kind, type_, reason, message))
+
+    def reasons(self, kind: str) -> list[str]:
+        return [event.reason for event in self.posted if event.kind == kind]
+
+
+class StoredSLO:
+    """The SLO as the API server keeps it; status merge patches land in it unless the store is failing."""
+
+    def __init__(self, policy: Mapping[str, Any]) -> None:
+        self.body: dict[str, Any] = {
+            "apiVersion": "sloguard.io/v1alpha1",
+            "kind": "ServiceLevelObjective",
+            "metadata": {"name": "checkout", "namespace": NAMESPACE, "generation": 1, "uid": "slo-uid"},
+            "spec": {
+                "objective": 90,
+                "window": "1m",
+                "evaluationInterval": "1s",
+                "indicator": {"ratio": {"errors": 'http_requests_total{code="500"}', "total": "http_requests_total"}},
+                "targets": [{"kind": "Deployment", "name": TARGET.name}],
+                "policy": dict(policy),
+            },
+        }
+        self.failing = False
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return dict(self.body.get("status") or {})
+
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, object]) -> None:
+        if self.failing:
+            raise KubernetesUnavailable("Kubernetes API answered 500: injected")
+        self.body = json_merge(self.body, {"status": status})
+
+
+class NoMetrics:
+    """`enforce` is given its evaluation; a query would mean the test is not testing what it says."""
+
+    async def query(self, expr: str, *, at: datetime) -> Sequence[Sample]:
+        raise AssertionError(f"unexpected query {expr}")
+
+
+PAUSE = {"mode": "Enforce", "action": "Pause", "resumeAbove": 0.05}
+SCALE = {"mode": "Enforce", "action": "Scale", "scaleTo": 2, "resumeAbove": 0.05}
+
+
+def spent(now: datetime) -> Evaluation:
+    return Evaluation(State.EXHAUSTED, None, "The error budget is spent", now, sli=0.5, budget_remaining=-4.0)
+
+
+def recovered(now: datetime) -> Evaluation:
+    return Evaluation(State.HEALTHY, None, "Within budget", now, sli=1.0, budget_remaining=1.0)
+
+
+@dataclass
+class Cluster:
+    """What survives an operator restart: the Deployment and the SLO. Events and the reconciler do not matter."""
+
+    deployment: FakeDeployment
+    slo: StoredSLO
+    events: RecordedEvents
+
+    def operator(self) -> Reconciler:
+        """A freshly started operator: nothing in memory but its settings."""
+        return Reconciler(
+            metrics=NoMetrics(),
+            workloads=self.deployment,
+            events=self.events,
+            statuses=self.slo,
+            settings=ReconcilerSettings(min_step=1, evaluation=EvaluationSettings(max_staleness=15)),
+        )
+
+    async def run_pass(self, reconciler: Reconciler, evaluation: Evaluation) -> None:
+        resource = copy.deepcopy(self.slo.body)
+        objective = objective_from_resource(resource, min_step=1)
+        # The runtime logs a failed pass and tries again at the next slot.
+        with contextlib.suppress(KubernetesUnavailable):
+            await reconciler.enforce(resource, objective=objective, evaluation=evaluation, now=evaluation.evaluated_at)
+
+
+def cluster(policy: Mapping[str, Any]) -> Cluster:
+    return Cluster(FakeDeployment(), StoredSLO(policy), RecordedEvents())
+
+
+def target_row(world: Cluster) -> dict[str, Any]:
+    [row] = world.slo.status["targets"]
+    return dict(row)
+
+
+def condition(world: Cluster, kind: str) -> dict[str, Any]:
+    return next(item for item in world.slo.status["conditions"] if item["type"] == kind)
+
+
+# Reverts by GitOps tools and humans.
+
+
+async def test_a_revert_is_undone_once_and_who_reverted_it_is_reported() -> None:
+    world = cluster(PAUSE)
+    reconciler = world.operator()
+    await world.run_pass(reconciler, spent(NOW))
+    world.deployment.write_spec("argocd-controller", paused=False)
+
+    await world.run_pass(reconciler, spent(NOW + timedelta(seconds=1)))
+
+    assert world.deployment.spec["paused"] is True
+    assert [write["spec"] for write in world.deployment.writes] == [{"paused": True}, {"paused": True}]
+    assert world.deployment.annotations["sloguard.io/reverted-by"] == "argocd-controller"
+    [reasserted] = [e for e in world.events.posted if e.kind == "Deployment" and e.reason == "PauseReasserted"]
+    assert reasserted.type_ == "Warning"
+    assert "reverted by argocd-controller" in reasserted.message
+    assert "PauseReasserted" in world.events.reasons("ServiceLevelObjective")
+    contested = condition(world, "Contested")
+    assert (contested["status"], contested["reason"]) == ("True", "Reasserted")
+    assert "Deployment checkout: spec.paused reverted by argocd-controller; re-applied 1 time" in contested["message"]
+    assert target_row(world)["state"] == "Paused"
+    assert [(a["action"], a["reason"]) for a in world.slo.status["actions"]] == [
+        ("Pause", "Paused"),
+        ("Pause", "PauseReasserted"),
+    ]
+
+
+async def test_a_controller_reverting_after_every_pass_meets_an_exponential_backoff() -> None:
+    world = cluster(PAUSE)
+    reconciler = world.operator()
+    await world.run_pass(reconciler, spent(NOW))
+    world.events.posted.clear()
+    for second in range(1, 61):
+        world.deployment.write_spec("argocd-controller", paused=False)
+        await world.run_pass(reconciler, spent(NOW + timedelta(seconds=second)))
+
+    # Reverts at every pass (1 s interval): re-assertions at 1, 3, 7, 15, 31 s, then 63 s.
+    assert len(world.deployment.writes) == 1 + 5
+    assert world.deployment.annotations["sloguard.io/reassertions"] == "5"
+    deployment_events = world.events.reasons("Deployment")
+    assert deployment_events.count("PauseReasserted") == 5
+    assert deployment_events.count("PauseReverted") == 5, "one Warning each time a revert is left standing"
+    assert len(world.events.posted) == 2 * 10, "each Event goes to the SLO and to the Deployment"
+    contested = condition(world, "Contested")
+    assert (contested["status"], contested["reason"]) == ("True", "BackingOff")
+    assert "backing off until 2026-11-01T00:01:03Z" in contested["message"]
+    assert target_row(world)["state"] == "Contested"
+    assert condition(world, "ActionApplied")["status"] == "False"
+
+
+async def test_recovery_resumes_a_contested_target_and_clears_the_contest() -> None:
+    world = cluster(PAUSE)
+    reconciler = world.operator()
+    await world.run_pass(reconciler, spent(NOW))
+    world.deployment.write_spec("flux", paused=False)
+    await world.run_pass(reconciler, spent(NOW + timedelta(seconds=1)))
+
+    await world.run_pass(reconciler, recovered(NOW + timedelta(seconds=2)))
+
+    assert world.deployment.spec["paused"] is False
+    assert not any(key.startswith("sloguard.io/") for key in world.deployment.annotations)
+    assert HELD_LABEL not in world.deployment.labels
+    assert condition(world, "Contested")["status"] == "False"
+
+
+async def test_replicas_changed_by_someone_else_are_scaled_back_naming_them() -> None:
+    world = cluster(SCALE)
+    reconciler = world.operator()
+    await world.run_pass(reconciler, spent(NOW))
+    world.deployment.write_spec("kubectl-scale", replicas=7)
+
+    await world.run_pass(reconciler, spent(NOW + timedelta(seconds=1)))
+
+    assert world.deployment.spec["replicas"] == 2
+    assert world.deployment.annotations["sloguard.io/original-replicas"] == "5"
+    assert "spec.replicas reverted by kubectl-scale" in condition(world, "Contested")["message"]
+
+
+# Crash consistency: the operator dies between the steps of an action, and a new one takes over.
+
+
+@dataclass(frozen=True)
+class Direction:
+    policy: Mapping[str, Any]
+    held: dict[str, Any]
+    """The spec fields while the action holds."""
+    released: dict[str, Any]
+
+
+PAUSING = Direction(PAUSE, held={"paused": True, "replicas": 5}, released={"paused": False, "replicas": 5})
+SCALING = Direction(SCALE, held={"replicas": 2}, released={"replicas": 5})
+
+
+def assert_released(world: Cluster, direction: Direction) -> None:
+    assert world.deployment.spec == direction.released
+    assert not any(key.startswith("sloguard.io/") for key in world.deployment.annotations), "no orphaned annotation"
+    assert HELD_LABEL not in world.deployment.labels
+
+
+@pytest.mark.parametrize("direction", [PAUSING, SCALING], ids=["pause", "scale"])
+async def test_a_restart_after_a_failed_target_write_acts_exactly_once(direction: Direction) -> None:
+    world = cluster(direction.policy)
+    world.deployment.failing_writes = 1
+    await world.run_pass(world.operator(), spent(NOW))
+    assert target_row(world)["reason"] == "ActionFailed"
+
+    await world.run_pass(world.operator(), spent(NOW + timedelta(seconds=1)))
+    await world.run_pass(world.operator(), spent(NOW + timedelta(seconds=2)))
+
+    assert world.deployment.spec == direction.held
+    assert len(world.deployment.writes) == 1
+    world.deployment.failing_writes = 1
+    await world.run_pass(world.operator(), recovered(NOW + timedelta(seconds=3)))
+    await world.run_pass(world.operator(), recovered(NOW + timedelta(seconds=4)))
+    await world.run_pass(world.operator(), recovered(NOW + timedelta(seconds=5)))
+    assert_released(world, direction)
+    assert len(world.deployment.writes) == 2
+
+
+@pytest.mark.parametrize("direction", [PAUSING, SCALING], ids=["pause", "scale"])
+async def test_a_restart_after_a_lost_status_write_neither_repeats_nor_loses_the_action(direction: Direction) -> None:
+    world = cluster(direction.policy)
+    await world.run_pass(world.operator(), recovered(NOW))
+    world.slo.failing = True
+    await world.run_pass(world.operator(), spent(NOW + timedelta(seconds=1)))
+    assert world.deployment.spec == direction.held
+    assert target_row(world)["state"] == "Untouched", "the status still shows the pass before"
+
+    world.slo.failing = False
+    await world.run_pass(world.operator(), spent(NOW + timedelta(seconds=2)))
+
+    assert len(world.deployment.writes) == 1
+    assert target_row(world)["state"] in {"Paused", "Scaled"}
+    world.slo.failing = True
+    await world.run_pass(world.operator(), recovered(NOW + timedelta(seconds=3)))
+    world.slo.failing = False
+    await world.run_pass(world.operator(), recovered(NOW + timedelta(seconds=4)))
+    assert_released(world, direction)
+    assert len(world.deployment.writes) == 2
+    assert target_row(world)["state"] == "Untouched"
