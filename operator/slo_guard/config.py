@@ -137,6 +137,13 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         _seconds,
         "DURATION",
     ),
+    Setting(
+        "reassert_backoff_max",
+        600,
+        "Longest wait between re-assertions of an action someone keeps reverting (it doubles from the interval)",
+        _seconds,
+        "DURATION",
+    ),
     Setting("kube_max_concurrency", 8, "Global bound on concurrent Kubernetes API calls", _positive_int),
     Setting("kube_timeout", 10.0, "Seconds before one Kubernetes API call times out", _positive_float),
     Setting("kube_writes_per_second", 20.0, "Token-bucket rate for Kubernetes writes", _positive_float),

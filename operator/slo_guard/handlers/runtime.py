@@ -59,6 +59,7 @@ class RuntimeConfig:
     """Empty means every namespace."""
     min_step: int
     status_heartbeat: float
+    reassert_backoff_max: float
     health_port: int
     log_format: str
     log_level: str
@@ -86,6 +87,7 @@ class RuntimeConfig:
             namespaces=tuple(args.namespaces),
             min_step=args.min_step,
             status_heartbeat=args.status_heartbeat,
+            reassert_backoff_max=args.reassert_backoff_max,
             health_port=args.health_port,
             log_format=args.log_format,
             log_level=args.log_level,
@@ -123,7 +125,10 @@ class Runtime:
             events=KubernetesEvents(self._kubernetes),
             statuses=SLOStatusStore(self._kubernetes),
             settings=ReconcilerSettings(
-                min_step=config.min_step, evaluation=config.evaluation, heartbeat=config.status_heartbeat
+                min_step=config.min_step,
+                evaluation=config.evaluation,
+                heartbeat=config.status_heartbeat,
+                reassert_backoff_max=config.reassert_backoff_max,
             ),
         )
         self.probes = ProbeServer(
