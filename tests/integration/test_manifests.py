@@ -24,7 +24,9 @@ import kubernetes_validate
 import pytest
 from tests.support.kube import kustomize
 
+from slo_guard.adapters.rulesink import PROMETHEUS_RULE_GROUP, PROMETHEUS_RULE_PLURAL
 from slo_guard.config import OPERATOR_SETTINGS
+from slo_guard.handlers.runtime import parse_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -43,7 +45,11 @@ PROMETHEUS_RULES = "prometheusrule.yaml"
 
 INSTALL_DOC = ROOT / "docs" / "install.md"
 DOC_BASE_PATH = "../slo-guard/manifests"
-"""Where install.md's example kustomization expects slo-guard's manifests/."""
+"""Where install.md's example kustomizations expect slo-guard's manifests/."""
+DOC_NAMESPACED_PROMETHEUS_OPERATOR = "# kustomization.yaml: the namespaced install with the Prometheus Operator\n"
+"""The first line of install.md's namespaced example with components/prometheus-operator."""
+MANAGED_RULES_ENV = "SLO_GUARD_RULES_PROMETHEUSRULE"
+MANAGED_RULES_LABELS_ENV = "SLO_GUARD_RULES_PROMETHEUSRULE_LABELS"
 
 Object = dict[str, Any]
 Tree = str | Path
@@ -54,6 +60,11 @@ Grant = tuple[str, str, str, str | None]
 
 def _setting(name: str) -> Any:
     return next(setting.default for setting in OPERATOR_SETTINGS if setting.name == name)
+
+
+def _parsed_env(name: str, value: str) -> Any:
+    """`value` as the operator reads its env var `name`."""
+    return next(setting.parse(value) for setting in OPERATOR_SETTINGS if setting.env == name)
 
 
 PEERING_NAME: str = _setting("peering_name")
@@ -81,6 +92,12 @@ def _grants(peering_resource: str) -> set[Grant]:
     }
 
 
+PROMETHEUS_RULE_GRANTS: set[Grant] = {
+    (PROMETHEUS_RULE_GROUP, PROMETHEUS_RULE_PLURAL, verb, None) for verb in ("create", "patch", "delete")
+}
+"""PrometheusRuleSink's requests: a merge patch, a create when that answers 404, a delete; never a read."""
+
+
 @functools.cache
 def render(tree: Tree) -> tuple[Object, ...]:
     return tuple(kustomize(TREES[tree] if isinstance(tree, str) else tree))
@@ -104,6 +121,10 @@ def container(tree: Tree) -> Object:
 def watched_namespaces(tree: Tree) -> list[str]:
     args = container(tree).get("args") or []
     return [value for flag, value in itertools.pairwise(args) if flag in {"--namespace", "-n"}]
+
+
+def env_values(tree: Tree) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(tree)["env"] if "value" in item}
 
 
 # Rendering and schemas
@@ -203,15 +224,11 @@ def test_namespaced_roles_grant_exactly_what_the_operator_uses() -> None:
     [
         ("base", "ClusterRoleBinding", "ClusterRole"),
         ("namespaced", "RoleBinding", "Role"),
+        ("prometheus-operator", "ClusterRoleBinding", "ClusterRole"),
     ],
 )
 def test_bindings_give_the_roles_to_the_operators_service_account(tree: str, binding_kind: str, role_kind: str) -> None:
-    deployment = one(tree, "Deployment")
-    account = {
-        "kind": "ServiceAccount",
-        "name": deployment["spec"]["template"]["spec"]["serviceAccountName"],
-        "namespace": deployment["metadata"]["namespace"],
-    }
+    account = _operator_account(tree)
     roles = {(role["metadata"]["name"], role["metadata"].get("namespace")) for role in objects(tree, role_kind)}
     bindings = objects(tree, binding_kind)
     assert len(bindings) == len(roles)
@@ -219,6 +236,33 @@ def test_bindings_give_the_roles_to_the_operators_service_account(tree: str, bin
         assert binding["subjects"] == [account]
         assert binding["roleRef"]["kind"] == role_kind
         assert (binding["roleRef"]["name"], binding["metadata"].get("namespace")) in roles
+
+
+def _operator_account(tree: Tree) -> Object:
+    deployment = one(tree, "Deployment")
+    return {
+        "kind": "ServiceAccount",
+        "name": deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        "namespace": deployment["metadata"]["namespace"],
+    }
+
+
+def _operator_grants(tree: Tree, *, namespace: str | None = None) -> set[Grant]:
+    """What the operator's account may do through the bindings: cluster-wide, or also those in `namespace`."""
+    roles = {
+        (role["kind"], role["metadata"]["name"], role["metadata"].get("namespace")): role
+        for role in objects(tree, "ClusterRole") + objects(tree, "Role")
+    }
+    bindings = objects(tree, "ClusterRoleBinding") + [
+        binding for binding in objects(tree, "RoleBinding") if binding["metadata"]["namespace"] == namespace
+    ]
+    granted: set[Grant] = set()
+    for binding in bindings:
+        if _operator_account(tree) in binding["subjects"]:
+            ref = binding["roleRef"]
+            role_namespace = binding["metadata"]["namespace"] if ref["kind"] == "Role" else None
+            granted |= _granted(roles[(ref["kind"], ref["name"], role_namespace)])
+    return granted
 
 
 def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
@@ -375,7 +419,7 @@ def _ids(tree: Tree) -> set[tuple[str, str, str | None]]:
 
 def test_prometheus_operator_overlay_is_the_base_plus_monitoring_and_rules() -> None:
     added = _ids("prometheus-operator") - _ids("base")
-    assert {kind for kind, _, _ in added} == {"ServiceMonitor", "PrometheusRule"}
+    assert {kind for kind, _, _ in added} == {"ServiceMonitor", "PrometheusRule", "ClusterRole", "ClusterRoleBinding"}
     assert ("ServiceMonitor", OPERATOR, OPERATOR) in added
     assert _ids("base") <= _ids("prometheus-operator")
 
@@ -397,6 +441,29 @@ def test_shipped_prometheus_rules_are_what_the_cli_generates_from_the_examples()
     assert generated_part == result.stdout, f"regenerate {PROMETHEUS_RULES}: see the command at its top"
 
 
+def test_prometheus_operator_overlay_manages_recording_rules_as_prometheusrules() -> None:
+    assert _parsed_env(MANAGED_RULES_ENV, env_values("prometheus-operator")[MANAGED_RULES_ENV]) is True
+
+
+def test_managed_prometheusrules_carry_the_labels_that_select_the_shipped_rules() -> None:
+    """A Prometheus whose ruleSelector loads slo-guard-rules (docs/rules.md) loads the managed rules as well."""
+    labels = parse_labels(env_values("prometheus-operator")[MANAGED_RULES_LABELS_ENV])
+    shipped = one("prometheus-operator", "PrometheusRule")["metadata"]["labels"]
+    assert labels.items() <= shipped.items()
+    assert labels["role"] == "slo-guard-rules"
+
+
+def test_prometheus_operator_overlay_grants_exactly_the_prometheusrule_writes_on_top_of_the_base() -> None:
+    assert _operator_grants("prometheus-operator") == _grants("clusterkopfpeerings") | PROMETHEUS_RULE_GRANTS
+
+
+@pytest.mark.parametrize("tree", ["base", "namespaced"])
+def test_installs_without_the_component_neither_manage_nor_may_write_prometheusrules(tree: str) -> None:
+    assert MANAGED_RULES_ENV not in env_values(tree)
+    for role, rule in _rules(tree):
+        assert PROMETHEUS_RULE_PLURAL not in rule.get("resources", []), role
+
+
 def test_service_monitor_scrapes_the_metrics_service() -> None:
     monitor = one("prometheus-operator", "ServiceMonitor")
     service = one("prometheus-operator", "Service")
@@ -410,23 +477,50 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
 # The example in docs/install.md
 
 
-@pytest.fixture(scope="module")
-def documented_kustomization(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """install.md's "your own kustomization", written out beside a path to this checkout's manifests/."""
-    blocks = re.findall(r"```yaml\n(# kustomization.yaml\n.*?)```", INSTALL_DOC.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 1, "install.md should hold one example kustomization"
-    directory = tmp_path_factory.mktemp("documented")
+def _write_documented(first_line: str, directory: Path) -> Path:
+    """The install.md example starting with `first_line`, beside a path to this checkout's manifests/."""
+    pattern = "```yaml\n(" + re.escape(first_line) + ".*?)```"
+    blocks = re.findall(pattern, INSTALL_DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, f"install.md should hold one example starting {first_line!r}"
     assert DOC_BASE_PATH in blocks[0]
     text = blocks[0].replace(DOC_BASE_PATH, os.path.relpath(MANIFESTS, directory))
     (directory / "kustomization.yaml").write_text(text, encoding="utf-8")
     return directory
 
 
-def test_documented_kustomization_renders_valid_objects(documented_kustomization: Path) -> None:
-    custom_kinds = _custom_kinds(documented_kustomization)
-    for item in render(documented_kustomization):
+@pytest.fixture(scope="module")
+def documented_kustomization(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """install.md's "your own kustomization"."""
+    return _write_documented("# kustomization.yaml\n", tmp_path_factory.mktemp("documented"))
+
+
+@pytest.fixture(scope="module")
+def documented_namespaced_prometheus_operator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """install.md's namespaced install with components/prometheus-operator."""
+    return _write_documented(DOC_NAMESPACED_PROMETHEUS_OPERATOR, tmp_path_factory.mktemp("namespaced-po"))
+
+
+@pytest.mark.parametrize("example", ["documented_kustomization", "documented_namespaced_prometheus_operator"])
+def test_documented_kustomizations_render_valid_objects(example: str, request: pytest.FixtureRequest) -> None:
+    tree: Path = request.getfixturevalue(example)
+    custom_kinds = _custom_kinds(tree)
+    for item in render(tree):
         if item["kind"] not in custom_kinds:
             kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
+
+
+def test_documented_namespaced_prometheus_operator_install_writes_rules_in_watched_namespaces_only(
+    documented_namespaced_prometheus_operator: Path,
+) -> None:
+    tree = documented_namespaced_prometheus_operator
+    assert _parsed_env(MANAGED_RULES_ENV, env_values(tree)[MANAGED_RULES_ENV]) is True
+    # The ClusterRole grants nothing by itself: only the RoleBindings in watched namespaces use it.
+    cluster_scoped = {item["kind"] for item in render(tree) if "namespace" not in item["metadata"]}
+    assert cluster_scoped == NAMESPACED_MODE_CLUSTER_KINDS | {"ClusterRole"}
+    assert _operator_grants(tree) == set()
+    for namespace in watched_namespaces(tree):
+        assert _operator_grants(tree, namespace=namespace) == _grants("kopfpeerings") | PROMETHEUS_RULE_GRANTS
+    assert _operator_grants(tree, namespace=_operator_account(tree)["namespace"]) == set()
 
 
 def test_documented_kustomization_wires_token_and_ca_files_from_the_secret(documented_kustomization: Path) -> None:
