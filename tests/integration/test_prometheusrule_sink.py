@@ -102,3 +102,14 @@ async def test_a_failed_write_raises_and_is_written_again_next_time(
         await sink.write({"shop/orders": groups("orders")})
     await sink.write({"shop/orders": groups("orders")})
     assert stored(emulator, "shop", "orders") is not None
+
+
+async def test_the_sink_only_creates_patches_and_deletes_as_the_prometheus_operator_rbac_allows(
+    emulator: KubeEmulator, sink: PrometheusRuleSink
+) -> None:
+    emulator.clear_requests()
+    await sink.write({"search/ranker": groups("ranker")})
+    await sink.write({"search/ranker": groups("ranker", expr="vector(3)")})
+    await sink.write({})
+    verbs = {record.verb for record in emulator.requests(resource="prometheusrules")}
+    assert verbs == {"create", "patch", "delete"}
