@@ -168,6 +168,8 @@ class PrometheusClient:
             on_state_change=self._metrics.set_breaker_state,
         )
         self._metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
+        self._last_failure = f"Prometheus at {settings.base_url} failed"
+        """The message of the latest failed request: what an open breaker reports as the cause."""
 
     @property
     def breaker_state(self) -> BreakerState:
@@ -206,17 +208,24 @@ class PrometheusClient:
             result = await self._breaker.call(lambda: self._bulkhead.run(partial(self._send, expr, params)))
         except CircuitOpenError as error:
             self._metrics.count_prometheus_request(PrometheusOutcome.CIRCUIT_OPEN)
-            raise PrometheusUnavailable(
-                UnavailableReason.CIRCUIT_OPEN, f"Prometheus at {self.settings.base_url}: {error}"
-            ) from error
+            raise PrometheusUnavailable(UnavailableReason.CIRCUIT_OPEN, self._open_message()) from error
         except PrometheusUnavailable as error:
             self._metrics.count_prometheus_request(_OUTCOMES[error.reason])
+            self._last_failure = str(error)
+            if self._breaker.state is BreakerState.OPEN:
+                # Worded like the calls the open breaker fails fast, so a status quoting either one stays put.
+                raise PrometheusUnavailable(error.reason, self._open_message()) from error
             raise
         except QueryError:
             self._metrics.count_prometheus_request(PrometheusOutcome.BAD_QUERY)
             raise
         self._metrics.count_prometheus_request(PrometheusOutcome.SUCCESS)
         return result
+
+    def _open_message(self) -> str:
+        """The cause, not a countdown: one outage reads the same on every evaluation."""
+        reset = self.settings.breaker_reset_timeout
+        return f"{self._last_failure} (circuit breaker open: one probe every {reset:g} s until Prometheus answers)"
 
     def _send(self, expr: str, params: Mapping[str, str]) -> Any:
         """Blocking; runs on the bulkhead's threads."""

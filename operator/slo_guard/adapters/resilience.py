@@ -29,7 +29,8 @@ class CircuitOpenError(Exception):
     """The breaker failed a call fast, without running it."""
 
     def __init__(self, name: str, retry_in: float) -> None:
-        super().__init__(f"circuit breaker {name!r} is open; next probe in {retry_in:.1f} s")
+        # No countdown in the text: it ends up in SLO status, which is rewritten whenever its message changes.
+        super().__init__(f"circuit breaker {name!r} is open")
         self.name = name
         self.retry_in = retry_in
         """Seconds until the breaker lets a probe through (0 while a probe is in flight)."""

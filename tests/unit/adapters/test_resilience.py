@@ -118,6 +118,20 @@ async def test_breaker_stays_open_for_the_whole_cool_down() -> None:
     assert breaker.state is BreakerState.HALF_OPEN
 
 
+async def test_fast_failures_read_the_same_all_through_the_cool_down() -> None:
+    """Their text reaches SLO status, which is rewritten whenever it changes."""
+    clock = FakeClock()
+    breaker = make_breaker(clock)
+    await open_breaker(breaker)
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError) as raised:
+            await breaker.call(succeed)
+        messages.add(str(raised.value))
+        clock.now += 10
+    assert messages == {"circuit breaker 'prometheus' is open"}
+
+
 async def test_half_open_lets_exactly_one_probe_through_and_its_success_closes() -> None:
     clock = FakeClock()
     breaker = make_breaker(clock)
