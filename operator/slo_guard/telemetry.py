@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State
+
+
+class BreakerStateLike(Protocol):
+    """A circuit breaker state (adapters.resilience.BreakerState) as telemetry sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __int__(self) -> int: ...
 
 
 class PrometheusOutcome(enum.StrEnum):
@@ -93,6 +103,12 @@ class OperatorMetrics:
             "slo_guard_circuit_breaker_state",
             "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
             ["breaker"],
+            registry=self.registry,
+        )
+        self.circuit_breaker_transitions = Counter(
+            "slo_guard_circuit_breaker_transitions",
+            "Circuit breaker state changes, by the state entered (closed, open, half_open).",
+            ["breaker", "state"],
             registry=self.registry,
         )
         self.kubernetes_requests = Counter(
@@ -206,6 +222,11 @@ class OperatorMetrics:
 
     def set_breaker_state(self, breaker: str, state: int) -> None:
         self.circuit_breaker_state.labels(breaker=breaker).set(state)
+
+    def breaker_moved(self, breaker: str, state: BreakerStateLike) -> None:
+        """A state change: the gauge, plus a counter that keeps even a half-open state of a millisecond."""
+        self.set_breaker_state(breaker, int(state))
+        self.circuit_breaker_transitions.labels(breaker=breaker, state=state.name.lower()).inc()
 
     def count_kubernetes_request(self, verb: str, outcome: KubernetesOutcome) -> None:
         self.kubernetes_requests.labels(verb=verb, outcome=outcome.value).inc()

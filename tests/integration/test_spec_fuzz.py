@@ -592,10 +592,9 @@ def test_prometheus_refuses_regexes_that_python_compiles(prometheus: PrometheusS
         prometheus.query(f"m{{a=~{json.dumps(regex)}}}")
 
 
-@pytest.mark.xfail(strict=True, reason="selectors.py checks regexes with Python's re, not RE2")
 @pytest.mark.parametrize("regex", PYTHON_ONLY_REGEXES)
 def test_a_regex_prometheus_refuses_is_rejected_naming_its_field(regex: str) -> None:
-    """Today such an SLO is accepted, every query fails with bad_data, and the status blames Prometheus."""
+    """Accepted, such an SLO would fail every query with bad_data and its status would blame Prometheus."""
     outcome = runtime(ratio_resource(f"m{{a=~{json.dumps(regex)}}}"))
     assert isinstance(outcome, SpecError)
     assert outcome.field == "spec.indicator.ratio.errors"

@@ -119,8 +119,9 @@ class KubernetesSettings:
     """Seconds; no jittered wait between attempts is longer."""
     retry_after_max: float = 10.0
     """Seconds; the longest `Retry-After` slo-guard honours before it tries again."""
-    breaker_failure_threshold: int = 5
-    """Consecutive failed requests (timeouts, unreachable, 5xx) that open the circuit breaker."""
+    breaker_failure_threshold: int = 10
+    """Consecutive failed attempts (timeouts, unreachable, 5xx) that open the circuit breaker; twice the attempts
+    of one request, so a single unlucky object cannot open it for every SLO."""
     breaker_reset_timeout: float = 30.0
     """Seconds the breaker stays open before one probe request is let through."""
     writes_per_second: float = 20.0
@@ -228,7 +229,7 @@ class KubernetesApi:
             reset_timeout=self.settings.breaker_reset_timeout,
             clock=clock,
             is_failure=lambda error: isinstance(error, _ApiError) and error.server_failed,
-            on_state_change=self.metrics.set_breaker_state,
+            on_state_change=self.metrics.breaker_moved,
         )
         self.metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
         self._writes = TokenBucket(self.settings.writes_per_second, self.settings.write_burst, clock, sleep=sleep)

@@ -165,7 +165,7 @@ class PrometheusClient:
             failure_threshold=settings.breaker_failure_threshold,
             reset_timeout=settings.breaker_reset_timeout,
             is_failure=lambda error: isinstance(error, PrometheusUnavailable),
-            on_state_change=self._metrics.set_breaker_state,
+            on_state_change=self._metrics.breaker_moved,
         )
         self._metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
         self._last_failure = f"Prometheus at {settings.base_url} failed"

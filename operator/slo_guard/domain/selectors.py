@@ -229,6 +229,12 @@ class _Parser:
             raise self._error(
                 f"the regular expression for label {name!r} does not compile ({error})", offset=value_offset
             ) from None
+        unsupported = re2_incompatibility(value)
+        if unsupported is not None:
+            raise self._error(
+                f"the regular expression for label {name!r} uses {unsupported}, which Prometheus (RE2) refuses",
+                offset=value_offset,
+            )
 
     def _check_encodable(self) -> None:
         for offset, char in enumerate(self.text):
@@ -261,3 +267,84 @@ def _trailing_problem(rest: str) -> str:
         if rest.startswith(prefix):
             return problem
     return "expected the end of the selector (one series selector only: no operators, no second selector)"
+
+
+_RE2_GROUP_FLAGS = re.compile(r"\(\?[imsU-]*[:)]")
+_QUANTIFIER_COUNT = re.compile(r"\{(\d*),?(\d*)\}")
+_RE2_MAX_REPEAT = 1000
+
+
+def re2_incompatibility(pattern: str) -> str | None:
+    """What in a regex Python's `re` accepts but Prometheus's RE2 refuses or reads differently; None if nothing.
+
+    Lookarounds, backreferences, atomic groups, comments, conditionals, possessive quantifiers, flags other than
+    i, m, s and U, `\\Z`, `\\G`, `\\N`, `{,n}` and repeat counts above 1000.
+    """
+    index = 0
+    in_class = False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            problem = _escape_problem(pattern[index + 1 : index + 2])
+            if problem is not None and not (in_class and problem == "a backreference"):
+                return problem
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            index = _class_body_start(pattern, index + 1)
+            continue
+        else:
+            problem = _outside_class_problem(pattern, index)
+            if problem is not None:
+                return problem
+        index += 1
+    return None
+
+
+def _class_body_start(pattern: str, index: int) -> int:
+    """Skips a class's leading `^` and a `]` right after it, which are literal there."""
+    if pattern.startswith("^", index):
+        index += 1
+    if pattern.startswith("]", index):
+        index += 1
+    return index
+
+
+def _escape_problem(escaped: str) -> str | None:
+    if escaped in {"Z", "G", "N"}:
+        return f"\\{escaped}"
+    if escaped.isdigit() and escaped != "0":
+        return "a backreference"
+    return None
+
+
+def _outside_class_problem(pattern: str, index: int) -> str | None:
+    char = pattern[index]
+    if char == "(" and pattern.startswith("(?", index):
+        if pattern.startswith("(?P<", index) and not pattern.startswith("(?P=", index):
+            return None
+        if _RE2_GROUP_FLAGS.match(pattern, index):
+            return None
+        return f"the group syntax {pattern[index : index + 4]!r}"
+    if char in "*+?}" and pattern[index + 1 : index + 2] == "+" and _is_quantifier_end(pattern, index):
+        return "a possessive quantifier"
+    if char == "{":
+        count = _QUANTIFIER_COUNT.match(pattern, index)
+        if count is not None:
+            low, high = count.group(1), count.group(2)
+            if not low and "," in count.group(0):
+                return "`{,n}` (RE2 reads it as literal text)"
+            if any(bound and int(bound) > _RE2_MAX_REPEAT for bound in (low, high)):
+                return f"a repeat count above {_RE2_MAX_REPEAT}"
+    return None
+
+
+def _is_quantifier_end(pattern: str, index: int) -> bool:
+    """Whether the `*`, `+`, `?` or `}` at `index` ends a quantifier (a `}` must close `{n}`/`{n,m}`)."""
+    if pattern[index] != "}":
+        return True
+    opening = pattern.rfind("{", 0, index)
+    return opening >= 0 and _QUANTIFIER_COUNT.fullmatch(pattern, opening, index + 1) is not None

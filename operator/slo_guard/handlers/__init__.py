@@ -15,6 +15,7 @@ from slo_guard.handlers.runtime import Runtime, RuntimeConfig, StopFlag
 FINALIZER = "sloguard.io/finalizer"
 # A daemon finishing an in-flight pass (Prometheus timeout plus a few API calls) gets this long before cancellation.
 DAEMON_CANCELLATION_TIMEOUT = 60.0
+WATCH_INACTIVITY_TIMEOUT = 60.0
 
 
 @kopf.on.startup()
@@ -22,14 +23,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     config: RuntimeConfig = memo.config
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # kopf would copy the SLO's annotations and labels into its own annotation, doubling them past the API
+    # server's 256 KiB limit for large ones; only the spec matters to slo-guard.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=GROUP,
+        key="last-handled-configuration",
+        ignored_fields=["metadata.annotations", "metadata.labels"],
     )
     # No watching of CRDs or namespaces: RBAC stays limited to the resources slo-guard really uses.
     settings.scanning.disabled = True
     # slo-guard posts its own Events; kopf's per-handler chatter would drown them.
     settings.posting.level = logging.WARNING
-    # Re-list periodically so a silently stalled watch cannot hide changes for long.
+    # A watch silent for a minute is replaced (and re-lists), so a stalled stream hides changes for about that long.
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30

@@ -24,7 +24,12 @@ from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFileSettings
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.probes import ProbeServer
-from slo_guard.resources import SpecError, objective_from_resource
+from slo_guard.resources import (
+    MAX_EVALUATION_INTERVAL,
+    MIN_EVALUATION_INTERVAL,
+    SpecError,
+    objective_from_resource,
+)
 from slo_guard.service.evaluation import EvaluationSettings
 from slo_guard.service.health import EvaluationHeartbeats
 from slo_guard.service.ports import MetricsSource
@@ -185,6 +190,8 @@ class Runtime:
                 if previous_start is not None:
                     self.metrics.evaluation_spacing.observe(started - previous_start)
                 previous_start = started
+                # A pass waiting for write tokens is throttled, not stuck: liveness counts starts too.
+                self.heartbeats.beat(key, interval=_interval(body), now=started)
                 await self._pass(key, body)
                 interval = _interval(body)
                 self.heartbeats.beat(key, interval=interval, now=time.monotonic())
@@ -257,11 +264,15 @@ def _key(body: Mapping[str, Any]) -> str:
 
 
 def _interval(body: Mapping[str, Any]) -> float:
-    """The spec's interval; a broken one falls back to the default (the pass itself reports the bad field)."""
+    """The spec's interval; a broken or out-of-range one falls back to the default, so the pass that reports the
+    bad field comes soon (only CEL, which an API server may lack, rejects `2h`)."""
     raw = (body.get("spec") or {}).get("evaluationInterval")
     if not isinstance(raw, str):
         return DEFAULT_INTERVAL
     try:
-        return float(parse_duration(raw))
+        seconds = parse_duration(raw)
     except DurationError:
         return DEFAULT_INTERVAL
+    if not MIN_EVALUATION_INTERVAL <= seconds <= MAX_EVALUATION_INTERVAL:
+        return DEFAULT_INTERVAL
+    return float(seconds)

@@ -16,6 +16,7 @@ from slo_guard.adapters.resilience import (
     RetryPolicy,
     retry,
 )
+from slo_guard.telemetry import OperatorMetrics
 
 
 class Boom(Exception):
@@ -412,3 +413,33 @@ async def test_bulkhead_passes_errors_to_the_caller() -> None:
     with pytest.raises(Boom, match="from the thread"):
         await bulkhead.run(broken)
     bulkhead.close()
+
+
+async def test_breaker_transitions_are_counted_even_when_half_open_lasts_an_instant() -> None:
+    metrics = OperatorMetrics()
+    now = [0.0]
+    breaker = CircuitBreaker(
+        "prometheus",
+        failure_threshold=1,
+        reset_timeout=1.0,
+        clock=lambda: now[0],
+        on_state_change=metrics.breaker_moved,
+    )
+
+    async def fail() -> None:
+        raise RuntimeError("down")
+
+    async def succeed() -> None:
+        return None
+
+    with pytest.raises(RuntimeError):
+        await breaker.call(fail)
+    now[0] = 2.0
+    await breaker.call(succeed)
+    counted = {
+        state: metrics.registry.get_sample_value(
+            "slo_guard_circuit_breaker_transitions_total", {"breaker": "prometheus", "state": state}
+        )
+        for state in ("open", "half_open", "closed")
+    }
+    assert counted == {"open": 1.0, "half_open": 1.0, "closed": 1.0}

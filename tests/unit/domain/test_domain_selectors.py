@@ -1,3 +1,4 @@
+import json
 import re
 from collections.abc import Callable, Sequence
 
@@ -13,6 +14,7 @@ from slo_guard.domain.selectors import (
     SelectorError,
     parse_selector,
     quote,
+    re2_incompatibility,
     render_selector,
 )
 
@@ -365,3 +367,32 @@ def test_rendered_injection_values_parse_in_prometheus_itself(
         for value in INJECTION_VALUES
     ]
     prometheus_parses([f"sum(rate({render_selector(selector)}[5m]))" for selector in selectors])
+
+
+@pytest.mark.parametrize(
+    ("regex", "named"),
+    [
+        ("(?=x)", "group syntax"),
+        ("(?<!a)b", "group syntax"),
+        (r"(a)\1", "backreference"),
+        ("(?>a)", "group syntax"),
+        ("x*+", "possessive"),
+        ("x{2}+", "possessive"),
+        (r"a\Z", "\\Z"),
+        ("(?x)a b", "group syntax"),
+        ("a{1001}", "above 1000"),
+        ("(?#note)a", "group syntax"),
+        ("a{,3}", "{,n}"),
+    ],
+)
+def test_regexes_only_python_understands_are_rejected_naming_the_construct(regex: str, named: str) -> None:
+    with pytest.raises(SelectorError, match="RE2") as raised:
+        parse_selector(f"m{{a=~{json.dumps(regex)}}}")
+    assert named in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "regex", ["5..", "(?i)get|post", "(?s:a.b)", "(?P<code>5)..", r"a\.b", "[^]a]+", "[(?=]", "x{2,1000}", "(a|b)*?c"]
+)
+def test_regexes_re2_accepts_are_kept(regex: str) -> None:
+    assert re2_incompatibility(regex) is None
