@@ -686,7 +686,8 @@ class OperatorRunner:
             "--health-port", str(self.health_port),
             *args,
         ]  # fmt: skip
-        self._env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO)}
+        # MALLOC_ARENA_MAX as the image sets it (Dockerfile), so memory figures are the shipped ones.
+        self._env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"}
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

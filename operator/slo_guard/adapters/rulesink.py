@@ -8,6 +8,8 @@ limit at any number of SLOs and lets the prometheus-operator's `ruleNamespaceSel
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 from kubernetes.client import CustomObjectsApi
 
 from slo_guard.adapters.kubernetes import (
@@ -66,9 +67,11 @@ class FileRuleSink:
         )
 
     async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        document = {"groups": [dict(group) for groups in rules.values() for group in groups]}
-        text = yaml.safe_dump(document, sort_keys=False, width=1_000_000)
-        if text == self._written:
+        document = {"groups": [group for groups in rules.values() for group in groups]}
+        # JSON is YAML, and far lighter than a YAML dump for thousands of rules; a digest is all we keep.
+        text = json.dumps(document, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self._written:
             return
         await asyncio.to_thread(_replace_file, self._settings.path, text)
         if self._settings.reload_url is not None:
@@ -77,7 +80,7 @@ class FileRuleSink:
                 policy=self._retry_policy,
                 retryable=lambda error: isinstance(error, RuleSinkError),
             )
-        self._written = text
+        self._written = digest
 
     def close(self) -> None:
         self._session.close()
