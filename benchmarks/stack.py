@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,8 +32,8 @@ from typing import Any, Self, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.support.kube import ApiStatusError, Body, EmulatorClient, KubeClient, deployment_manifest, write_kubeconfig
-from tests.support.openmetrics import PiecewiseRate, Resolution, sample_times
-from tests.support.prometheus import PrometheusServer, free_port, prometheus_bin
+from tests.support.openmetrics import PiecewiseRate, Resolution, backfill_file, sample_times
+from tests.support.prometheus import PrometheusServer, free_port, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "servicelevelobjectives.yaml"
@@ -262,7 +261,7 @@ class EmulatorProcess:
         return CreateStats(created=len(posts), seconds=time.monotonic() - started)
 
     def stop(self) -> None:
-        _terminate(self._process)
+        terminate(self._process, timeout=STOP_TIMEOUT)
         self._process = None
 
     def __enter__(self) -> Self:
@@ -292,17 +291,6 @@ class _ConnectionPerThread:
         payload = response.read()
         if response.status >= 400:
             raise ApiStatusError(response.status, json.loads(payload) if payload else None)
-
-
-def _terminate(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # --- many services, live and backfilled ---------------------------------------------------------------------------
@@ -543,7 +531,7 @@ def backfill_history(
     written = time.monotonic()
     text_bytes = source.stat().st_size
     try:
-        _create_blocks(source, storage_dir)
+        backfill_file(source, storage_dir)
     finally:
         source.unlink()
     return BackfillStats(
@@ -552,27 +540,6 @@ def backfill_history(
         generate_seconds=written - began,
         promtool_seconds=time.monotonic() - written,
     )
-
-
-def _create_blocks(source: Path, storage_dir: Path) -> None:
-    # Same flags as tests.support.openmetrics.backfill, which takes the text as one string instead of a file.
-    completed = subprocess.run(
-        [
-            str(prometheus_bin("promtool")),
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "--max-block-duration=1000h",
-            "--quiet",
-            str(source),
-            str(storage_dir),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"promtool backfill failed ({completed.returncode}): {completed.stderr.strip()}")
 
 
 # --- Prometheus -----------------------------------------------------------------------------------------------------
@@ -754,7 +721,7 @@ class OperatorRunner:
             self._process = None
 
     def stop(self) -> None:
-        _terminate(self._process)
+        terminate(self._process, timeout=STOP_TIMEOUT)
         self._process = None
 
     def __enter__(self) -> Self:

@@ -139,30 +139,35 @@ class Document:
 
 
 def backfill(text: str, storage_dir: Path, *, max_block_duration: str = "1000h") -> None:
-    """Write `text` as TSDB blocks into `storage_dir` (created if needed) with promtool.
+    """Write `text` as TSDB blocks into `storage_dir` (created if needed) with promtool."""
+    with tempfile.TemporaryDirectory(prefix="openmetrics-") as scratch:
+        source = Path(scratch) / "history.om"
+        source.write_text(text, encoding="utf-8")
+        backfill_file(source, storage_dir, max_block_duration=max_block_duration)
+
+
+def backfill_file(source: Path, storage_dir: Path, *, max_block_duration: str = "1000h") -> None:
+    """Write the OpenMetrics file `source` as TSDB blocks into `storage_dir` (created if needed) with promtool.
 
     promtool re-reads the whole input once per block it writes; long blocks (a hidden promtool flag that
     Prometheus 2.42 honours) keep that to a few passes instead of one per 2 h of history.
     """
     storage_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="openmetrics-") as scratch:
-        source = Path(scratch) / "history.om"
-        source.write_text(text, encoding="utf-8")
-        completed = subprocess.run(
-            [
-                str(prometheus_bin("promtool")),
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                f"--max-block-duration={max_block_duration}",
-                "--quiet",
-                str(source),
-                str(storage_dir),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    completed = subprocess.run(
+        [
+            str(prometheus_bin("promtool")),
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            f"--max-block-duration={max_block_duration}",
+            "--quiet",
+            str(source),
+            str(storage_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"promtool backfill failed ({completed.returncode}): {completed.stderr.strip()}")
 

@@ -61,6 +61,18 @@ class PrometheusQueryFailed(RuntimeError):
     pass
 
 
+def terminate(process: subprocess.Popen[bytes] | None, *, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL if it does not exit within `timeout`. Safe on None or an exited process."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class PrometheusServer:
     """One Prometheus process over `storage_dir`, configured from the arguments.
 
@@ -108,14 +120,7 @@ class PrometheusServer:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time. Safe to call when stopped."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
 
     def reload(self) -> None:
         """Rewrite the config from the current attributes and make Prometheus load it (and the rule files)."""
