@@ -1,8 +1,11 @@
-"""Options shared by every suite."""
+"""Options and the terminal summary shared by every suite."""
 
 from __future__ import annotations
 
 import pytest
+
+SUMMARY: dict[str, list[str]] = {}
+"""Terminal-summary section title -> what the suites measured under it (figures, not assertions)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -14,13 +17,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the end-to-end reaction times the e2e suite measured (figures, not assertions)."""
-    from tests.e2e.conftest import EVALUATION_INTERVAL, LATENCIES
+def summary_lines(title: str) -> list[str]:
+    """The lines printed under `title` when pytest ends: append what a scenario measured, one line each."""
+    return SUMMARY.setdefault(title, [])
 
-    if LATENCIES:
-        terminalreporter.section("slo-guard: budget exhausted in Prometheus -> spec.paused: true")
-        for scenario, seconds in LATENCIES:
-            terminalreporter.write_line(
-                f"{scenario}: {seconds:.2f} s (evaluation interval {EVALUATION_INTERVAL:.0f} s)"
-            )
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the suites measured, a section per title that got lines, in the order the titles were made."""
+    # pytest loads this file as `conftest`; the suites register with the module `tests.conftest`.
+    from tests.conftest import SUMMARY as registered
+
+    for title, lines in registered.items():
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)

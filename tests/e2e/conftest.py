@@ -4,9 +4,9 @@ By default the API server is the kmock-based emulator in its own process. With `
 against the cluster in KUBECONFIG, reached through `kubectl proxy`; scenarios that need the emulator's fault injection
 or request log are skipped there.
 
-Scenarios the shared operator must not see (several replicas, a namespaced run) get an emulator of their own from
-`private_clusters`, with the shared Prometheus. test_rbac.py runs last: it checks the RBAC manifests against every
-request the operators sent during the session.
+Scenarios the shared operator must not see (several replicas, a namespaced run, an operator reading Prometheus through
+a fault proxy) get an emulator of their own from `private_clusters`, with the shared Prometheus. test_rbac.py runs
+last: it checks the RBAC manifests against every request the operators sent during the session.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,26 +45,11 @@ SERVICE_POOL = 24
 """Synthetic services the shared Prometheus scrapes; every scenario takes its own (world.take_service)."""
 EVALUATION_INTERVAL = 1.0
 """Seconds; every e2e SLO is evaluated this often."""
-LATENCIES: list[tuple[str, float]] = []
-"""(scenario, seconds from Prometheus showing the budget exhausted to spec.paused: true), printed at the end."""
-TAKEOVERS: list[tuple[str, float]] = []
-"""(what, seconds) for a standby replica taking over from a killed one, printed at the end."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move the RBAC checks after every other test (stable sort: the rest keep their order)."""
     items.sort(key=lambda item: item.path.name == RBAC_MODULE)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print how long a standby replica took to take over (figures, not assertions)."""
-    # pytest loads this file as `conftest`; the tests append to the list of `tests.e2e.conftest`.
-    from tests.e2e.conftest import TAKEOVERS as recorded
-
-    if recorded:
-        terminalreporter.section("slo-guard: standby replica takes over after the active one is killed")
-        for what, seconds in recorded:
-            terminalreporter.write_line(f"{what}: {seconds:.1f} s")
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.2) -> Any:
@@ -115,6 +101,14 @@ class OperatorProcess:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+    def is_ready(self) -> bool:
+        """Whether /readyz answers 200 now."""
+        try:
+            with urllib.request.urlopen(self.health_url + "/readyz", timeout=2) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except OSError:
+            return False
 
     def log_entries(self) -> list[dict[str, Any]]:
         entries = []
@@ -179,7 +173,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         operator = OperatorProcess(workdir=workdir, env=env, args=[*operator_args(prometheus), "--standalone"])
         operator.start()
         world = World(KubeClient(api_url), emulator, prometheus, operator, services)
-        wait_for(lambda: _ready(operator), timeout=60, what="the operator's /readyz")
+        wait_for(operator.is_ready, timeout=60, what="the operator's /readyz")
         yield world
         operator.stop()
     finally:
@@ -207,7 +201,7 @@ def operator_args(prometheus: PrometheusServer) -> list[str]:
 
 @dataclass
 class PrivateCluster:
-    """An emulator of one scenario's own, for operators (peered or namespaced) the shared one must not meet."""
+    """An emulator of one scenario's own, for operators the shared one must not meet."""
 
     workdir: Path
     kube: KubeClient
@@ -219,7 +213,10 @@ class PrivateCluster:
     operators: list[OperatorProcess] = field(default_factory=list)
 
     def operator(self, identity: str, *args: str) -> OperatorProcess:
-        """A peered `slo-guard run` (not started) whose kopf peer identity is `identity`."""
+        """A `slo-guard run` (not started) whose kopf peer identity is `identity`.
+
+        `args` follow the flags every e2e operator shares, so they override them (argparse keeps the last value).
+        """
         workdir = self.workdir / identity
         workdir.mkdir()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONPATH": str(REPO), "POD_ID": identity}
@@ -275,18 +272,7 @@ def _documents(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def private_clusters(world: World, tmp_path_factory: pytest.TempPathFactory) -> PrivateClusters:
-    world.need_emulator()
     return PrivateClusters(tmp_path_factory.mktemp("private"), world.prometheus)
-
-
-def _ready(operator: OperatorProcess) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(operator.health_url + "/readyz", timeout=2) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _emulator(
@@ -321,8 +307,6 @@ def _real_cluster(workdir: Path, helpers: list[subprocess.Popen[bytes]]) -> tupl
 
 
 def _reachable(url: str) -> bool:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url + "/version", timeout=2):  # noqa: S310
             return True

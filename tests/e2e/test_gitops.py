@@ -9,9 +9,9 @@ condition). A human's own pause is never undone: test_operator.py covers that.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,17 +19,21 @@ import pytest
 from tests.e2e.conftest import World, wait_for
 from tests.e2e.scenario import (
     ACT_TIMEOUT,
+    CONVERGE_TIMEOUT,
     FAILING,
     HEALTHY,
-    SLO_API,
     SLO_KIND,
-    annotations,
+    annotations_of,
     condition,
+    delete_slos,
     deploy,
     deployment,
     is_paused,
+    one_target,
+    repeating,
     slo,
     slo_status,
+    switch_source,
 )
 from tests.support.kube import PATCH_TYPES
 
@@ -43,7 +47,6 @@ REVERT_EVERY = 0.5
 """Seconds between the simulated controller's looks at the Deployment."""
 REASSERTIONS = 4
 """Re-assertions to watch; with a 1 s interval the back-off spaces them 2, 4 and 8 s apart."""
-CONVERGE_TIMEOUT = 90
 
 
 class Reverter:
@@ -52,23 +55,17 @@ class Reverter:
     def __init__(self, world: World, *, manager: str) -> None:
         self._world = world
         self._manager = manager
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reverter", daemon=True)
         self.reverts = 0
 
-    def __enter__(self) -> Reverter:
-        self._thread.start()
-        return self
+    @contextmanager
+    def running(self) -> Iterator[Reverter]:
+        with repeating(self._look, every=REVERT_EVERY, name="reverter"):
+            yield self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(REVERT_EVERY):
-            if is_paused(self._world, NAMESPACE, TARGET):
-                self._revert()
-                self.reverts += 1
+    def _look(self) -> None:
+        if is_paused(self._world, NAMESPACE, TARGET):
+            self._revert()
+            self.reverts += 1
 
     def _revert(self) -> None:
         body: dict[str, Any] = {"spec": {"paused": False}}
@@ -98,13 +95,11 @@ class Reverter:
 @pytest.fixture
 def namespace(world: World) -> Iterator[str]:
     yield NAMESPACE
-    for item in world.objects(SLO_API, SLO_KIND, NAMESPACE):
-        world.kube.delete_object(SLO_API, SLO_KIND, item["metadata"]["name"], namespace=NAMESPACE)
-    wait_for(lambda: not world.objects(SLO_API, SLO_KIND, NAMESPACE), timeout=ACT_TIMEOUT, what="SLOs deleted")
+    delete_slos(world, NAMESPACE)
 
 
 def reassertions(world: World) -> int:
-    return int(annotations(deployment(world, NAMESPACE, TARGET)).get("sloguard.io/reassertions") or 0)
+    return int(annotations_of(deployment(world, NAMESPACE, TARGET)).get("sloguard.io/reassertions") or 0)
 
 
 def events(world: World, kind: str, reason: str) -> list[str]:
@@ -119,11 +114,11 @@ def events(world: World, kind: str, reason: str) -> list[str]:
 def test_a_gitops_revert_is_reasserted_with_backoff_and_the_reverter_is_named(world: World, namespace: str) -> None:
     failing, healthy = world.take_service(FAILING), world.take_service(HEALTHY)
     deploy(world, namespace, TARGET)
-    world.kube.create_object(slo(SLO_NAME, namespace, failing, targets=[{"kind": "Deployment", "name": TARGET}]))
+    world.kube.create_object(slo(SLO_NAME, namespace, failing, targets=one_target(TARGET)))
     wait_for(lambda: is_paused(world, namespace, TARGET), timeout=ACT_TIMEOUT, what="paused")
 
     started = time.monotonic()
-    with Reverter(world, manager=REVERTER) as reverter:
+    with Reverter(world, manager=REVERTER).running() as reverter:
         wait_for(
             lambda: reassertions(world) >= REASSERTIONS,
             timeout=CONVERGE_TIMEOUT,
@@ -138,7 +133,7 @@ def test_a_gitops_revert_is_reasserted_with_backoff_and_the_reverter_is_named(wo
     # With the controller gone, the back-off ends with the pause back in place, for good.
     wait_for(lambda: is_paused(world, namespace, TARGET), timeout=CONVERGE_TIMEOUT, what="paused again")
     final = reassertions(world)
-    assert annotations(deployment(world, namespace, TARGET))["sloguard.io/reverted-by"] == REVERTER
+    assert annotations_of(deployment(world, namespace, TARGET))["sloguard.io/reverted-by"] == REVERTER
     reasserted = events(world, "Deployment", "PauseReasserted")
     assert len(reasserted) == final, "one Event per re-assertion"
     assert all(f"reverted by {REVERTER}" in message for message in reasserted)
@@ -155,10 +150,9 @@ def test_a_gitops_revert_is_reasserted_with_backoff_and_the_reverter_is_named(wo
     assert f"spec.paused reverted by {REVERTER}; re-applied {final} times" in contested["message"]
 
     # The budget recovers: the hold ends and its contest is forgotten with it.
-    indicator = slo(SLO_NAME, namespace, healthy, targets=[])["spec"]["indicator"]
-    world.kube.patch_object(SLO_API, SLO_KIND, SLO_NAME, {"spec": {"indicator": indicator}}, namespace=namespace)
+    switch_source(world, namespace, SLO_NAME, healthy)
     wait_for(lambda: not is_paused(world, namespace, TARGET), timeout=CONVERGE_TIMEOUT, what="resumed")
-    assert not [key for key in annotations(deployment(world, namespace, TARGET)) if key.startswith("sloguard.io/")]
+    assert not [key for key in annotations_of(deployment(world, namespace, TARGET)) if key.startswith("sloguard.io/")]
     wait_for(
         lambda: condition(slo_status(world, namespace, SLO_NAME), "Contested").get("status") == "False",
         timeout=CONVERGE_TIMEOUT,

@@ -11,30 +11,34 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import summary_lines
 from tests.e2e.conftest import World, wait_for
 from tests.e2e.scenario import (
     ACT_TIMEOUT,
-    FAILING,
-    HEALTHY,
     SLO_API,
     SLO_KIND,
+    Sources,
     condition,
+    delete_namespace,
     deploy,
+    guard,
     is_paused,
-    prometheus_shows_exhausted,
+    matching_samples,
+    metric_families,
+    namespace_for,
+    one_target,
+    own_sources,
+    repeating,
     slo,
     slo_status,
     wait_healthy,
@@ -74,95 +78,21 @@ ANNOTATION_LIMIT = 256 * 1024
 """Bytes: the API server refuses an object whose annotations (keys and values) add up to more."""
 ANNOTATION_BYTES = 200 * 1024
 """Bytes of annotations on the oversized SLO, below ANNOTATION_LIMIT."""
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Two synthetic services this module scrapes."""
-
-    healthy: SyntheticService
-    """Never fails: SLOs on it are Healthy."""
-    failing: SyntheticService
-    """Always fails: SLOs on it are Exhausted from their first pass."""
+MEASURED = summary_lines("slo-guard: hostile input")
 
 
 @pytest.fixture(scope="module")
 def sources(world: World) -> Iterator[Sources]:
-    with SyntheticService(HEALTHY) as healthy, SyntheticService(FAILING) as failing, _scraped(world, healthy, failing):
-        wait_for(
-            lambda: _has_traffic(world, healthy) and prometheus_shows_exhausted(world, failing),
-            timeout=ACT_TIMEOUT,
-            what="Prometheus scraping this module's services",
-        )
-        yield Sources(healthy=healthy, failing=failing)
-
-
-@pytest.fixture(scope="module")
-def figures(request: pytest.FixtureRequest) -> Iterator[list[str]]:
-    """What the scenarios measured, one line each, printed when the module ends."""
-    lines: list[str] = []
-    yield lines
-    _print_section(request, "slo-guard: hostile input", lines)
-
-
-def _print_section(request: pytest.FixtureRequest, title: str, lines: list[str]) -> None:
-    """Figures go to the terminal even though fixture teardown output is captured."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not lines:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_sep("-", title)
-        for line in lines:
-            reporter.write_line(line)
+    with own_sources(world) as sources:
+        yield sources
 
 
 @pytest.fixture
 def namespace(world: World, request: pytest.FixtureRequest) -> Iterator[str]:
-    callspec = getattr(request.node, "callspec", None)
-    name = "-".join(
-        _slug(part)
-        for part in ("hi", request.node.originalname.removeprefix("test_")[:40], callspec and callspec.id)
-        if part
-    )
+    name = namespace_for(request, "hi")
     world.kube.ensure_namespace(name)
     yield name
-    _delete_namespace(world, name, timeout=ACT_TIMEOUT)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-@contextmanager
-def _scraped(world: World, *services: SyntheticService) -> Iterator[None]:
-    targets = [service.target for service in services]
-    world.prometheus.scrape_targets.extend(targets)
-    world.prometheus.reload()
-    try:
-        yield
-    finally:
-        for target in targets:
-            world.prometheus.scrape_targets.remove(target)
-        world.prometheus.reload()
-
-
-def _has_traffic(world: World, service: SyntheticService) -> bool:
-    instance = f'job="synthetic",instance="{service.target}"'
-    return bool(world.prometheus.query(f"sum(rate(http_requests_total{{{instance}}}[1m])) > 0"))
-
-
-def _delete_namespace(world: World, namespace: str, *, timeout: float) -> None:
-    """SLOs first, so the operator releases what they hold and drops their finalizers; then the namespace."""
-    for item in world.objects(SLO_API, SLO_KIND, namespace):
-        world.kube.delete_object(SLO_API, SLO_KIND, item["metadata"]["name"], namespace=namespace)
-    wait_for(lambda: not world.objects(SLO_API, SLO_KIND, namespace), timeout=timeout, what="SLOs deleted")
-    world.kube.delete_object("v1", "Namespace", namespace)
-
-
-def _one_target(name: str) -> list[dict[str, str]]:
-    return [{"kind": "Deployment", "name": name}]
+    delete_namespace(world, name)
 
 
 def _ready(world: World, namespace: str, name: str) -> dict[str, Any]:
@@ -247,7 +177,7 @@ BROKEN = [
 
 
 def _broken_slo(namespace: str, source: SyntheticService, broken: BrokenSpec) -> dict[str, Any]:
-    body = slo(broken.name, namespace, source, targets=_one_target("untouchable"))
+    body = slo(broken.name, namespace, source, targets=one_target("untouchable"))
     broken.breaks(body["spec"])
     return body
 
@@ -264,13 +194,12 @@ def _invalid_spec_events(emulator: EmulatorClient, namespace: str, name: str) ->
 
 
 def test_broken_slos_are_rejected_by_field_while_healthy_ones_keep_their_cadence(
-    world: World, sources: Sources, namespace: str, figures: list[str]
+    world: World, sources: Sources, namespace: str
 ) -> None:
     emulator = world.need_emulator()
     steady = ["steady-a", "steady-b"]
     for name in steady:
-        deploy(world, namespace, name)
-        world.kube.create_object(slo(name, namespace, sources.healthy, targets=_one_target(name)))
+        guard(world, namespace, name, sources.healthy)
     for name in steady:
         wait_healthy(world, namespace, name)
     alone = _pass_rate(emulator, namespace, steady)
@@ -292,7 +221,7 @@ def test_broken_slos_are_rejected_by_field_while_healthy_ones_keep_their_cadence
         assert slo_status(world, namespace, name)["state"] == "Healthy"
         assert _ready(world, namespace, name)["status"] == "True"
     assert emulator.requests(verb="patch", resource="deployments", namespace=namespace) == [], "nothing acted on"
-    figures.append(
+    MEASURED.append(
         f"cadence of 2 healthy 1 s SLOs: {alone:.2f} passes/s each alone, "
         f"{with_broken:.2f} with {len(BROKEN)} broken SLOs beside them"
     )
@@ -300,7 +229,7 @@ def test_broken_slos_are_rejected_by_field_while_healthy_ones_keep_their_cadence
 
 def _slow_name(namespace: str) -> str:
     """A name whose first pass comes late at the spec's 2 h interval and early at the 30 s fallback, so the test
-    fails fast today and passes fast once the interval is validated before it schedules anything."""
+    passes fast, and fails fast should the unvalidated interval schedule the first pass again."""
     names = (f"slow-interval-{index}" for index in range(1000))
     return next(
         name
@@ -310,14 +239,6 @@ def _slow_name(namespace: str) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason=(
-        "defect: handlers/runtime.py _interval() schedules by the unvalidated evaluationInterval, so an interval "
-        "only CEL rejects (2h) delays the first pass, and with it Ready=False, by up to 2 h"
-    ),
-)
 def test_interval_beyond_the_limit_is_reported_promptly(world: World, sources: Sources, namespace: str) -> None:
     name = _slow_name(namespace)
     world.kube.create_object(
@@ -364,7 +285,7 @@ def _nested(depth: int) -> dict[str, Any]:
 
 def _oversized_slo(namespace: str, source: SyntheticService) -> dict[str, Any]:
     """Valid, but as large and odd as Kubernetes lets it be: every user string carries quotes, escapes and unicode."""
-    body = slo("oversized", namespace, source, targets=_one_target("oversized"))
+    body = slo("oversized", namespace, source, targets=one_target("oversized"))
     value = (UNICODE * 200)[:4000]
     count = ANNOTATION_BYTES // len(value.encode())
     body["metadata"]["annotations"] = {f"example.com/note-{index}": value for index in range(count)}
@@ -385,7 +306,7 @@ def _oversized_slo(namespace: str, source: SyntheticService) -> dict[str, Any]:
 
 
 def test_oversized_unicode_and_junk_input_is_evaluated_like_any_other(
-    world: World, sources: Sources, namespace: str, figures: list[str]
+    world: World, sources: Sources, namespace: str
 ) -> None:
     deploy(world, namespace, "oversized")
     body = _oversized_slo(namespace, sources.healthy)
@@ -395,11 +316,7 @@ def test_oversized_unicode_and_junk_input_is_evaluated_like_any_other(
     assert "junk" not in created["spec"], "unknown fields are pruned by the structural schema"
     assert "junk" not in created["spec"]["indicator"]["ratio"]
     assert "status" not in created or "junk" not in (created["status"] or {})
-    status = wait_for(
-        lambda: (s := slo_status(world, namespace, "oversized")).get("state") == "Healthy" and s,
-        timeout=ACT_TIMEOUT,
-        what="the oversized SLO Healthy",
-    )
+    status = wait_healthy(world, namespace, "oversized")
     assert condition(status, "DataAvailable")["status"] == "True", "the hostile label value matched as a value"
     assert status["sli"] == 1.0
     assert not is_paused(world, namespace, "oversized")
@@ -407,7 +324,7 @@ def test_oversized_unicode_and_junk_input_is_evaluated_like_any_other(
     assert stored is not None
     annotations = stored["metadata"]["annotations"]
     assert all(annotations[key] == value for key, value in body["metadata"]["annotations"].items())
-    figures.append(f"oversized SLO: {size / 1024:.0f} KiB sent, evaluated Healthy")
+    MEASURED.append(f"oversized SLO: {size / 1024:.0f} KiB sent, evaluated Healthy")
 
 
 def _annotation_bytes(annotations: dict[str, str]) -> int:
@@ -415,15 +332,6 @@ def _annotation_bytes(annotations: dict[str, str]) -> int:
     return sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "defect: handlers/__init__.py keeps kopf's diff base in the annotation sloguard.io/last-handled-configuration, "
-        "which copies the SLO's own annotations and labels: 200 KiB of user annotations become 500+ KiB, past the "
-        "API server's 256 KiB limit, so a real server refuses kopf's patch (the emulator does not check the limit)"
-    ),
-)
 def test_the_operator_keeps_an_slo_under_the_annotation_limit(world: World, sources: Sources, namespace: str) -> None:
     body = _oversized_slo(namespace, sources.healthy)
     assert _annotation_bytes(body["metadata"]["annotations"]) <= ANNOTATION_LIMIT
@@ -436,7 +344,7 @@ def test_the_operator_keeps_an_slo_under_the_annotation_limit(world: World, sour
 
 
 def test_the_most_targets_the_schema_allows_are_each_paused_once(
-    world: World, sources: Sources, namespace: str, figures: list[str]
+    world: World, sources: Sources, namespace: str
 ) -> None:
     emulator = world.need_emulator()
     names = [f"shard-{index:02d}" for index in range(32)]
@@ -464,7 +372,7 @@ def test_the_most_targets_the_schema_allows_are_each_paused_once(
         if record.body["involvedObject"]["kind"] == "Deployment"
     ]
     assert sorted(about_targets) == names, "one Event per target"
-    figures.append(f"32 targets: all paused (32 PATCHes, {len(created)} Events) in {seconds:.1f} s")
+    MEASURED.append(f"32 targets: all paused (32 PATCHes, {len(created)} Events) in {seconds:.1f} s")
 
 
 def _burst_slo(namespace: str, source: SyntheticService) -> dict[str, Any]:
@@ -516,21 +424,19 @@ class Watchdog:
     """Seconds: the longest run of failed samples."""
     first_failure: str = ""
     """The first failing answer (it names the stalled SLOs)."""
-    stop: threading.Event = field(default_factory=threading.Event)
-    """Set to end the sampling."""
+    failing_since: float | None = None
+    """time.monotonic() of the first sample in the current run of failed ones; None after a healthy sample."""
 
-    def run(self) -> None:
-        failing_since: float | None = None
-        while not self.stop.wait(0.5):
-            self.peak_rss = max(self.peak_rss, _rss(self.pid))
-            self.samples += 1
-            if self.healthy():
-                failing_since = None
-                continue
-            self.failures += 1
-            now = time.monotonic()
-            failing_since = failing_since or now
-            self.longest_failure = max(self.longest_failure, now - failing_since)
+    def sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, _rss(self.pid))
+        self.samples += 1
+        if self.healthy():
+            self.failing_since = None
+            return
+        self.failures += 1
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        self.longest_failure = max(self.longest_failure, now - self.failing_since)
 
     def healthy(self) -> bool:
         """Whether /healthz answers 200 now; the first failing answer is kept."""
@@ -546,13 +452,8 @@ class Watchdog:
 
     @contextmanager
     def watching(self) -> Iterator[Watchdog]:
-        thread = threading.Thread(target=self.run, name="burst-watchdog", daemon=True)
-        thread.start()
-        try:
+        with repeating(self.sample, every=0.5, name="burst-watchdog"):
             yield self
-        finally:
-            self.stop.set()
-            thread.join()
 
 
 def _with_status(world: World, namespace: str) -> int:
@@ -560,13 +461,12 @@ def _with_status(world: World, namespace: str) -> int:
 
 
 def test_a_burst_of_1000_slos_gets_statuses_without_crashing_or_bloating_the_operator(
-    world: World, sources: Sources, figures: list[str]
+    world: World, sources: Sources
 ) -> None:
     """A 1 s bystander SLO shares the operator (and its write budget) with the burst; its passes are counted."""
     emulator = world.need_emulator()
     namespace = "hi-burst"
-    deploy(world, namespace, "bystander")
-    world.kube.create_object(slo("bystander", namespace, sources.healthy, targets=_one_target("bystander")))
+    guard(world, namespace, "bystander", sources.healthy)
     wait_healthy(world, namespace, "bystander")
     pid = _operator_pid(world)
     before = _rss(pid)
@@ -591,7 +491,7 @@ def test_a_burst_of_1000_slos_gets_statuses_without_crashing_or_bloating_the_ope
             loaded = _rss(pid)
         finally:
             deleting = time.monotonic()
-            _delete_namespace(world, namespace, timeout=BURST_TIMEOUT)
+            delete_namespace(world, namespace, timeout=BURST_TIMEOUT)
             deleted = time.monotonic() - deleting
     wait_for(
         lambda: _state_series(world, namespace) == 0,
@@ -605,7 +505,7 @@ def test_a_burst_of_1000_slos_gets_statuses_without_crashing_or_bloating_the_ope
     assert watchdog.longest_failure < LIVENESS_BUDGET, "the liveness probe would have restarted the operator"
     wait_for(watchdog.healthy, timeout=ACT_TIMEOUT, what="/healthz 200 after the burst")
     mib = 2**20
-    figures.extend(
+    MEASURED.extend(
         [
             f"burst of {BURST} SLOs (evaluationInterval {BURST_INTERVAL}): created in {created:.1f} s, "
             f"all with a status after {all_status:.1f} s, deleted in {deleted:.1f} s; "
@@ -620,25 +520,9 @@ def test_a_burst_of_1000_slos_gets_statuses_without_crashing_or_bloating_the_ope
 
 def _state_series(world: World, namespace: str) -> int:
     """slo_guard_state series the operator still exports for SLOs in `namespace`."""
-    with urllib.request.urlopen(world.operator.health_url + "/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    return sum(
-        1
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "slo_guard_state" and sample.labels.get("namespace") == namespace
-    )
+    return len(matching_samples(metric_families(world.operator), "slo_guard_state", namespace=namespace))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "defect: service/health.py counts a pass that waits for the operator's own write limiter "
-        "(adapters/ratelimit.py, 20 writes/s) as a stalled loop, so /healthz fails, and the liveness probe would "
-        "restart a healthy operator, whenever writes queue up for more than 3 intervals"
-    ),
-)
 def test_passes_waiting_for_the_write_limiter_keep_healthz_green(
     world: World, sources: Sources, namespace: str
 ) -> None:

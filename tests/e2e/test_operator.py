@@ -17,16 +17,21 @@ from tests.e2e.scenario import (
     RECOVER_TIMEOUT,
     SLO_API,
     SLO_KIND,
-    annotations,
+    annotations_of,
     condition,
     deploy,
     deployment,
     event_reasons,
     exhaust_and_wait_paused,
+    fail_status_patches,
+    guard,
     is_paused,
+    one_target,
+    restart_operator,
     slo,
     slo_status,
     wait_healthy,
+    wait_target_state,
 )
 from tests.support.exporter import Traffic
 
@@ -36,27 +41,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 def test_exhausted_budget_pauses_and_recovery_resumes(world: World) -> None:
     namespace = "e2e-pause"
     service = world.take_service(HEALTHY)
-    deploy(world, namespace, "checkout")
-    world.kube.create_object(slo("checkout", namespace, service, targets=[{"kind": "Deployment", "name": "checkout"}]))
+    guard(world, namespace, "checkout", service)
     status = wait_healthy(world, namespace, "checkout")
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "DataAvailable")["status"] == "True"
 
     exhaust_and_wait_paused(world, service, namespace, "checkout", "pause")
     paused = deployment(world, namespace, "checkout")
-    assert annotations(paused)["sloguard.io/paused-by"] == "checkout"
-    assert "sloguard.io/paused-at" in annotations(paused)
+    assert annotations_of(paused)["sloguard.io/paused-by"] == "checkout"
+    assert "sloguard.io/paused-at" in annotations_of(paused)
     service.set(error_ratio=0.0)
     wait_for(lambda: not is_paused(world, namespace, "checkout"), timeout=RECOVER_TIMEOUT, what="resume")
     resumed = deployment(world, namespace, "checkout")
-    assert "sloguard.io/paused-by" not in annotations(resumed)
+    assert "sloguard.io/paused-by" not in annotations_of(resumed)
     assert "sloguard.io/held" not in (resumed["metadata"].get("labels") or {})
     # The target is patched before the status of the same pass is written: wait for that status.
-    status = wait_for(
-        lambda: (s := slo_status(world, namespace, "checkout"))["targets"][0]["state"] == "Untouched" and s,
-        timeout=ACT_TIMEOUT,
-        what="status after the resume",
-    )
+    status = wait_target_state(world, namespace, "checkout", "Untouched")
     assert status["errorBudget"]["remaining"] > 0.05
     assert [a["action"] for a in status["actions"]] == ["Pause", "Resume"]
     reasons = event_reasons(world, namespace, "Deployment")
@@ -72,24 +72,21 @@ def test_exhausted_budget_pauses_and_recovery_resumes(world: World) -> None:
 def test_scale_action_restores_original_replicas(world: World) -> None:
     namespace = "e2e-scale"
     service = world.take_service(HEALTHY)
-    deploy(world, namespace, "search", replicas=5)
     policy = {"mode": "Enforce", "action": "Scale", "scaleTo": 2, "resumeAbove": 0.05}
-    world.kube.create_object(
-        slo("search", namespace, service, targets=[{"kind": "Deployment", "name": "search"}], policy=policy)
-    )
+    guard(world, namespace, "search", service, policy=policy, replicas=5)
     wait_healthy(world, namespace, "search")
     service.set(error_ratio=1.0)
     wait_for(
         lambda: deployment(world, namespace, "search")["spec"]["replicas"] == 2, timeout=ACT_TIMEOUT, what="scaled to 2"
     )
-    assert annotations(deployment(world, namespace, "search"))["sloguard.io/original-replicas"] == "5"
+    assert annotations_of(deployment(world, namespace, "search"))["sloguard.io/original-replicas"] == "5"
     service.set(error_ratio=0.0)
     wait_for(
         lambda: deployment(world, namespace, "search")["spec"]["replicas"] == 5,
         timeout=RECOVER_TIMEOUT,
         what="restored",
     )
-    assert "sloguard.io/original-replicas" not in annotations(deployment(world, namespace, "search"))
+    assert "sloguard.io/original-replicas" not in annotations_of(deployment(world, namespace, "search"))
 
 
 def test_dry_run_reports_but_never_writes_to_the_target(world: World) -> None:
@@ -98,20 +95,10 @@ def test_dry_run_reports_but_never_writes_to_the_target(world: World) -> None:
     deploy(world, namespace, "cart")
     before = deployment(world, namespace, "cart")["metadata"]["resourceVersion"]
     policy = {"mode": "DryRun", "action": "Pause"}
-    world.kube.create_object(
-        slo("cart", namespace, service, targets=[{"kind": "Deployment", "name": "cart"}], policy=policy)
-    )
+    world.kube.create_object(slo("cart", namespace, service, targets=one_target("cart"), policy=policy))
     wait_healthy(world, namespace, "cart")
     service.set(error_ratio=1.0)
-    status = wait_for(
-        lambda: (
-            (s := slo_status(world, namespace, "cart")).get("targets")
-            and s["targets"][0]["state"] == "WouldPause"
-            and s
-        ),
-        timeout=ACT_TIMEOUT,
-        what="WouldPause in status",
-    )
+    status = wait_target_state(world, namespace, "cart", "WouldPause")
     assert status["actions"][-1]["result"] == "DryRun"
     time.sleep(3 * EVALUATION_INTERVAL)
     service.set(error_ratio=0.0)
@@ -127,22 +114,14 @@ def test_human_pause_stays_after_recovery(world: World) -> None:
     service = world.take_service(FAILING)
     deploy(world, namespace, "payments")
     world.kube.patch_object("apps/v1", "Deployment", "payments", {"spec": {"paused": True}}, namespace=namespace)
-    world.kube.create_object(slo("payments", namespace, service, targets=[{"kind": "Deployment", "name": "payments"}]))
-    status = wait_for(
-        lambda: (
-            (s := slo_status(world, namespace, "payments")).get("targets")
-            and s["targets"][0]["state"] == "PausedByOther"
-            and s
-        ),
-        timeout=ACT_TIMEOUT,
-        what="PausedByOther",
-    )
+    world.kube.create_object(slo("payments", namespace, service, targets=one_target("payments")))
+    status = wait_target_state(world, namespace, "payments", "PausedByOther")
     assert status["state"] == "Exhausted"
     service.set(error_ratio=0.0)
     wait_healthy(world, namespace, "payments")
     time.sleep(3 * EVALUATION_INTERVAL)
     assert is_paused(world, namespace, "payments"), "a human's pause is never undone"
-    assert "sloguard.io/paused-by" not in annotations(deployment(world, namespace, "payments"))
+    assert "sloguard.io/paused-by" not in annotations_of(deployment(world, namespace, "payments"))
     assert "PausedByOther" in event_reasons(world, namespace, SLO_KIND)
 
 
@@ -150,7 +129,7 @@ def test_two_slos_share_a_deployment_and_the_last_one_resumes(world: World) -> N
     namespace = "e2e-shared"
     first, second = world.take_service(HEALTHY), world.take_service(HEALTHY)
     deploy(world, namespace, "frontend")
-    target = [{"kind": "Deployment", "name": "frontend"}]
+    target = one_target("frontend")
     world.kube.create_object(slo("frontend-errors", namespace, first, targets=target))
     world.kube.create_object(slo("frontend-backend", namespace, second, targets=target))
     wait_healthy(world, namespace, "frontend-errors")
@@ -158,7 +137,7 @@ def test_two_slos_share_a_deployment_and_the_last_one_resumes(world: World) -> N
     second.set(error_ratio=1.0)
     wait_for(
         lambda: (
-            annotations(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by")
+            annotations_of(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by")
             == "frontend-backend,frontend-errors"
         ),
         timeout=ACT_TIMEOUT,
@@ -167,7 +146,7 @@ def test_two_slos_share_a_deployment_and_the_last_one_resumes(world: World) -> N
     first.set(error_ratio=0.0)
     wait_for(
         lambda: (
-            annotations(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by") == "frontend-backend"
+            annotations_of(deployment(world, namespace, "frontend")).get("sloguard.io/paused-by") == "frontend-backend"
         ),
         timeout=RECOVER_TIMEOUT,
         what="first SLO releasing",
@@ -181,17 +160,8 @@ def test_override_annotation_lets_rollouts_through(world: World) -> None:
     namespace = "e2e-override"
     service = world.take_service(FAILING)
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    deploy(world, namespace, "hotfix", annotations={"sloguard.io/override-until": until})
-    world.kube.create_object(slo("hotfix", namespace, service, targets=[{"kind": "Deployment", "name": "hotfix"}]))
-    status = wait_for(
-        lambda: (
-            (s := slo_status(world, namespace, "hotfix")).get("targets")
-            and s["targets"][0]["state"] == "Overridden"
-            and s
-        ),
-        timeout=ACT_TIMEOUT,
-        what="Overridden",
-    )
+    guard(world, namespace, "hotfix", service, annotations={"sloguard.io/override-until": until})
+    status = wait_target_state(world, namespace, "hotfix", "Overridden")
     assert status["state"] == "Exhausted"
     assert not is_paused(world, namespace, "hotfix")
     assert "OverrideActive" in event_reasons(world, namespace, "Deployment")
@@ -201,8 +171,7 @@ def test_override_annotation_lets_rollouts_through(world: World) -> None:
 def test_zero_traffic_takes_no_action(world: World) -> None:
     namespace = "e2e-idle"
     service = world.take_service(Traffic(rps=0))
-    deploy(world, namespace, "batch")
-    world.kube.create_object(slo("batch", namespace, service, targets=[{"kind": "Deployment", "name": "batch"}]))
+    guard(world, namespace, "batch", service)
     status = wait_for(
         lambda: (s := slo_status(world, namespace, "batch")).get("reason") == "NoTraffic" and s,
         timeout=ACT_TIMEOUT,
@@ -220,14 +189,13 @@ def test_zero_traffic_takes_no_action(world: World) -> None:
 def test_deleting_an_slo_releases_its_pause(world: World) -> None:
     namespace = "e2e-delete"
     service = world.take_service(HEALTHY)
-    deploy(world, namespace, "orders")
-    world.kube.create_object(slo("orders", namespace, service, targets=[{"kind": "Deployment", "name": "orders"}]))
+    guard(world, namespace, "orders", service)
     wait_healthy(world, namespace, "orders")
     exhaust_and_wait_paused(world, service, namespace, "orders", "delete")
     world.kube.delete_object(SLO_API, SLO_KIND, "orders", namespace=namespace)
     wait_for(lambda: world.get(SLO_API, SLO_KIND, "orders", namespace) is None, timeout=ACT_TIMEOUT, what="SLO gone")
     assert not is_paused(world, namespace, "orders"), "the finalizer undid the pause"
-    assert "sloguard.io/paused-by" not in annotations(deployment(world, namespace, "orders"))
+    assert "sloguard.io/paused-by" not in annotations_of(deployment(world, namespace, "orders"))
     service.set(error_ratio=0.0)
 
 
@@ -248,16 +216,8 @@ def test_hpa_managed_deployment_is_not_scaled(world: World) -> None:
         }
     )
     policy = {"mode": "Enforce", "action": "Scale", "scaleTo": 1}
-    world.kube.create_object(
-        slo("api", namespace, service, targets=[{"kind": "Deployment", "name": "api"}], policy=policy)
-    )
-    status = wait_for(
-        lambda: (
-            (s := slo_status(world, namespace, "api")).get("targets") and s["targets"][0]["state"] == "Refused" and s
-        ),
-        timeout=ACT_TIMEOUT,
-        what="Refused",
-    )
+    world.kube.create_object(slo("api", namespace, service, targets=one_target("api"), policy=policy))
+    status = wait_target_state(world, namespace, "api", "Refused")
     assert condition(status, "ActionApplied")["reason"] == "AutoscalerPresent"
     assert deployment(world, namespace, "api")["spec"]["replicas"] == 3
     service.set(error_ratio=0.0)
@@ -291,8 +251,7 @@ def test_a_target_in_another_namespace_cannot_be_named(world: World) -> None:
 def test_prometheus_outage_holds_everything_then_service_resumes(world: World) -> None:
     namespace = "e2e-outage"
     service = world.take_service(HEALTHY)
-    deploy(world, namespace, "ledger")
-    world.kube.create_object(slo("ledger", namespace, service, targets=[{"kind": "Deployment", "name": "ledger"}]))
+    guard(world, namespace, "ledger", service)
     wait_healthy(world, namespace, "ledger")
     exhaust_and_wait_paused(world, service, namespace, "ledger", "outage")
     service.set(error_ratio=0.0)
@@ -324,24 +283,12 @@ def test_restart_between_acting_and_writing_status_converges_with_one_action(wor
     emulator = world.need_emulator()
     namespace = "e2e-restart"
     service = world.take_service(HEALTHY)
-    deploy(world, namespace, "inventory")
-    world.kube.create_object(
-        slo("inventory", namespace, service, targets=[{"kind": "Deployment", "name": "inventory"}])
-    )
+    guard(world, namespace, "inventory", service)
     wait_healthy(world, namespace, "inventory")
-    emulator.fail_next(
-        status=500,
-        verb="patch",
-        resource="servicelevelobjectives",
-        namespace=namespace,
-        subresource="status",
-        count=1000,
-    )
+    fail_status_patches(emulator, namespace, "inventory", status=500, count=1000)
     service.set(error_ratio=1.0)
     wait_for(lambda: is_paused(world, namespace, "inventory"), timeout=ACT_TIMEOUT, what="paused")
-    world.operator.kill()
-    emulator.clear_faults()
-    world.operator.start()
+    restart_operator(world)
     wait_for(
         lambda: (
             (s := slo_status(world, namespace, "inventory")).get("state") == "Exhausted"

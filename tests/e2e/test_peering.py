@@ -11,25 +11,20 @@ would act too.
 from __future__ import annotations
 
 import time
-import urllib.request
 from datetime import datetime
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import summary_lines
 from tests.e2e.conftest import (
     EVALUATION_INTERVAL,
     REPO,
-    TAKEOVERS,
     OperatorProcess,
     PrivateCluster,
     PrivateClusters,
     World,
-    _ready,
     wait_for,
 )
-from tests.e2e.scenario import ACT_TIMEOUT, FAILING, slo
-from tests.support.exporter import SyntheticService
-from tests.support.kube import deployment_manifest
+from tests.e2e.scenario import ACT_TIMEOUT, FAILING, guard, is_paused, metric_families
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -41,6 +36,7 @@ PEER_LIFETIME = 60
 """Seconds; kopf's PeeringSettings.lifetime default, which slo-guard does not change."""
 NAMESPACE = "e2e-peering"
 ACTIVE, STANDBY = "replica-active", "replica-standby"
+TAKEOVERS = summary_lines("slo-guard: standby replica takes over after the active one is killed")
 
 
 def test_only_the_higher_priority_replica_acts_and_the_standby_takes_over_when_it_dies(
@@ -50,8 +46,8 @@ def test_only_the_higher_priority_replica_acts_and_the_standby_takes_over_when_i
     with private_clusters.cluster("peering", watched_namespace=None, manifests=[PEERING]) as cluster:
         active = _start(cluster, ACTIVE, priority=10)
         standby = _start(cluster, STANDBY, priority=0)
-        _guard(cluster, "checkout", service)
-        wait_for(lambda: _paused(cluster, "checkout"), timeout=ACT_TIMEOUT, what="checkout paused")
+        guard(cluster, NAMESPACE, "checkout", service)
+        wait_for(lambda: is_paused(cluster, NAMESPACE, "checkout"), timeout=ACT_TIMEOUT, what="checkout paused")
         time.sleep(3 * EVALUATION_INTERVAL)
         assert _targets_acted_on(active) == ["Deployment/checkout"]
         assert _targets_acted_on(standby) == []
@@ -61,14 +57,14 @@ def test_only_the_higher_priority_replica_acts_and_the_standby_takes_over_when_i
         expires = _record_expiry(cluster, ACTIVE)
         active.kill()
         killed = time.monotonic()
-        _guard(cluster, "orders", service)
+        guard(cluster, NAMESPACE, "orders", service)
         wait_for(
-            lambda: _paused(cluster, "orders"),
+            lambda: is_paused(cluster, NAMESPACE, "orders"),
             timeout=PEER_LIFETIME + ACT_TIMEOUT,
             what="the standby to take over and pause orders",
         )
-        TAKEOVERS.append(("active replica SIGKILLed -> standby pauses a new target", time.monotonic() - killed))
-        TAKEOVERS.append(("killed peer's record expires -> standby pauses", time.time() - expires))
+        TAKEOVERS.append(f"active replica SIGKILLed -> standby pauses a new target: {time.monotonic() - killed:.1f} s")
+        TAKEOVERS.append(f"killed peer's record expires -> standby pauses: {time.time() - expires:.1f} s")
         assert _targets_acted_on(standby) == ["Deployment/orders"]
         for name in ("checkout", "orders"):
             patches = cluster.emulator.requests(verb="patch", resource="deployments", namespace=NAMESPACE, name=name)
@@ -79,7 +75,7 @@ def _start(cluster: PrivateCluster, identity: str, *, priority: int) -> Operator
     """Start a replica and wait until it has announced itself in the peering object."""
     operator = cluster.operator(identity, "--priority", str(priority))
     operator.start()
-    wait_for(lambda: _ready(operator), timeout=60, what=f"{identity} /readyz")
+    wait_for(operator.is_ready, timeout=60, what=f"{identity} /readyz")
     wait_for(lambda: identity in _peers(cluster), timeout=60, what=f"{identity} in the peering object")
     return operator
 
@@ -95,18 +91,6 @@ def _record_expiry(cluster: PrivateCluster, identity: str) -> float:
     return datetime.fromisoformat(str(record["lastseen"])).timestamp() + float(str(record["lifetime"]))
 
 
-def _guard(cluster: PrivateCluster, name: str, service: SyntheticService) -> None:
-    """A Deployment and an SLO (pause when spent) that guards it."""
-    cluster.kube.ensure_namespace(NAMESPACE)
-    cluster.kube.create_object(deployment_manifest(name, namespace=NAMESPACE))
-    cluster.kube.create_object(slo(name, NAMESPACE, service, targets=[{"kind": "Deployment", "name": name}]))
-
-
-def _paused(cluster: PrivateCluster, name: str) -> bool:
-    deployment = cluster.get("apps/v1", "Deployment", name, NAMESPACE) or {}
-    return bool((deployment.get("spec") or {}).get("paused"))
-
-
 def _targets_acted_on(operator: OperatorProcess) -> list[str]:
     """The targets this replica patched, from its JSON log (one entry per action taken)."""
     return [
@@ -118,9 +102,7 @@ def _targets_acted_on(operator: OperatorProcess) -> list[str]:
 
 def _evaluations(operator: OperatorProcess) -> float:
     """How many evaluation passes the replica ran, from its /metrics."""
-    with urllib.request.urlopen(operator.health_url + "/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
+    for family in metric_families(operator):
         if family.name == "slo_guard_evaluation_duration_seconds":
             return sum(sample.value for sample in family.samples if sample.name.endswith("_count"))
     raise AssertionError("the replica exports no slo_guard_evaluation_duration_seconds")

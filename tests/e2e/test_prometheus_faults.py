@@ -1,25 +1,24 @@
 """Prometheus misbehaving under a running operator: down, 5xx, too slow, NaN, absent series, stale samples.
 
-A world of this module's own: an emulated API server, a FaultProxy in front of the shared world's real Prometheus,
-and `slo-guard run` reading Prometheus only through that proxy. While a fault lasts the operator must write nothing
-to any target, report DataAvailable=False with the reason, open its circuit breaker and probe through it; after
-the fault it must evaluate again and act at most once per decision, without a burst of requests.
+A world of this module's own: an emulated API server (from `private_clusters`, so test_rbac.py checks its requests
+too), a FaultProxy in front of the shared world's real Prometheus, and `slo-guard run` reading Prometheus only through
+that proxy. While a fault lasts the operator must write nothing to any target, report DataAvailable=False with the
+reason, open its circuit breaker and probe through it; after the fault it must evaluate again and act at most once per
+decision, without a burst of requests.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from prometheus_client import Gauge
-from prometheus_client.parser import text_string_to_metric_families
-from tests.e2e.conftest import EVALUATION_INTERVAL, REPO, OperatorProcess, World, _emulator, _ready, wait_for
+from tests.conftest import summary_lines
+from tests.e2e.conftest import EVALUATION_INTERVAL, OperatorProcess, PrivateClusters, World, wait_for
 from tests.e2e.scenario import (
     ACT_TIMEOUT,
     FAILING,
@@ -27,12 +26,21 @@ from tests.e2e.scenario import (
     SLO_API,
     SLO_KIND,
     condition,
+    deploy,
+    is_paused,
+    matching_samples,
+    metric_families,
+    one_target,
     prometheus_shows_exhausted,
+    repeating,
+    service_labels,
     slo,
+    slo_status,
+    wait_healthy,
 )
 from tests.support.exporter import SyntheticService
 from tests.support.faults import FaultProxy
-from tests.support.kube import USER_AGENT, EmulatorClient, KubeClient, deployment_manifest
+from tests.support.kube import USER_AGENT, EmulatorClient, KubeClient
 from tests.support.prometheus import free_port
 
 from slo_guard.adapters.prometheus import BREAKER_NAME
@@ -65,8 +73,7 @@ NAN_METRIC = "fault_nan_requests_total"
 TARGET = "app"
 """The name of every SLO here and of the Deployment it guards."""
 
-FIGURES: list[tuple[str, float]] = []
-"""(what, seconds or a count), printed when pytest ends."""
+FIGURES = summary_lines("slo-guard: Prometheus faults (seconds, or requests)")
 
 
 @dataclass
@@ -80,12 +87,8 @@ class FaultWorld:
     outage_service: SyntheticService
     data_service: SyntheticService
 
-    def status(self, namespace: str, name: str) -> dict[str, Any]:
-        body = self.kube.get_object(SLO_API, SLO_KIND, name, namespace=namespace)
-        return dict(body.get("status") or {})
-
-    def data_available(self, namespace: str, name: str) -> dict[str, Any]:
-        return condition(self.status(namespace, name), "DataAvailable")
+    def data_available(self, namespace: str) -> dict[str, Any]:
+        return condition(slo_status(self, namespace, TARGET), "DataAvailable")
 
     def target_writes(self, namespace: str) -> list[Any]:
         """Writes the operator (not this test) sent to Deployments in `namespace`."""
@@ -98,18 +101,13 @@ class FaultWorld:
     def target_patches(self, namespace: str) -> list[Any]:
         return self.emulator.requests(verb="patch", resource="deployments", namespace=namespace)
 
-    def is_paused(self, namespace: str) -> bool:
-        body = self.kube.get_object("apps/v1", "Deployment", TARGET, namespace=namespace)
-        return bool(body["spec"].get("paused"))
-
     def guard(self, namespace: str, service: SyntheticService, *, total: str | None = None) -> float:
         """A Deployment and an SLO on `service` that guards it (with another `total` selector if given).
 
         Returns when the SLO was created (time.monotonic()).
         """
-        self.kube.ensure_namespace(namespace)
-        self.kube.create_object(deployment_manifest(TARGET, namespace=namespace))
-        manifest = slo(TARGET, namespace, service, targets=[{"kind": "Deployment", "name": TARGET}])
+        deploy(self, namespace, TARGET)
+        manifest = slo(TARGET, namespace, service, targets=one_target(TARGET))
         if total is not None:
             manifest["spec"]["indicator"]["ratio"]["total"] = total
         self.kube.create_object(manifest)
@@ -122,64 +120,41 @@ class FaultWorld:
 
 
 @pytest.fixture(scope="module")
-def faults(
-    world: World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[FaultWorld]:
-    workdir = tmp_path_factory.mktemp("prometheus-faults")
-    request.config.add_cleanup(lambda: _print_figures(request.config))
-    helpers: list[Any] = []
+def faults(world: World, private_clusters: PrivateClusters) -> Iterator[FaultWorld]:
     services = (world.take_service(HEALTHY), world.take_service(FAILING))
     proxy = FaultProxy(world.prometheus.url).start()
     try:
-        api_url, kubeconfig, emulator = _emulator(workdir, helpers)
-        operator = OperatorProcess(
-            workdir=workdir,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO)},
-            args=[
-                "--prometheus", proxy.url,
-                *(arg for namespace in NAMESPACES for arg in ("--namespace", namespace)),
-                "--min-step", f"{MIN_STEP}s",
-                "--max-staleness", "15s",
+        with private_clusters.cluster("prometheus-faults", watched_namespace=None, manifests=()) as cluster:
+            # After the shared flags, so these win: the proxy, and what the assertions here count on.
+            operator = cluster.operator(
+                "prometheus-faults",
                 "--standalone",
-                "--status-heartbeat", "30s",
+                "--prometheus", proxy.url,
+                "--min-step", f"{MIN_STEP}s",
                 "--prometheus-timeout", f"{PROMETHEUS_TIMEOUT:g}",
-                "--prometheus-retries", "1",
                 "--prometheus-breaker-threshold", str(BREAKER_THRESHOLD),
                 "--prometheus-breaker-reset", f"{BREAKER_RESET:g}",
-            ],
-        )  # fmt: skip
-        operator.start()
-        try:
-            wait_for(lambda: _ready(operator), timeout=60, what="the fault world's operator /readyz")
+            )  # fmt: skip
+            operator.start()
+            wait_for(operator.is_ready, timeout=60, what="the fault world's operator /readyz")
             yield FaultWorld(
-                kube=KubeClient(api_url),
-                emulator=emulator,
+                kube=cluster.kube,
+                emulator=cluster.emulator,
                 proxy=proxy,
                 operator=operator,
                 shared=world,
                 outage_service=services[0],
                 data_service=services[1],
             )
-        finally:
-            operator.stop()
     finally:
-        for helper in helpers:
-            helper.terminate()
-            helper.wait(timeout=20)
         proxy.stop()
         for service in services:
             service.stop()
 
 
-def _print_figures(config: pytest.Config) -> None:
-    """Runs when pytest ends, after output capture stopped."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not FIGURES:
-        return
-    reporter.ensure_newline()
-    reporter.section("slo-guard: Prometheus faults (seconds, or requests)")
-    for what, value in FIGURES:
-        reporter.write_line(f"{what}: {value:.2f}")
+def record(what: str, value: float) -> None:
+    """A line in FIGURES: seconds, or a count of requests."""
+    FIGURES.append(f"{what}: {value:.2f}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,21 +174,12 @@ class Monitor:
         self.operator = operator
         self.proxy = proxy
         self.readings: list[Reading] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="breaker-monitor", daemon=True)
 
-    def __enter__(self) -> Monitor:
+    @contextmanager
+    def watching(self) -> Iterator[Monitor]:
         self._read()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(POLL):
-            self._read()
+        with repeating(self._read, every=POLL, name="breaker-monitor"):
+            yield self
 
     def _read(self) -> None:
         self.readings.append(Reading(time.monotonic(), breaker_state(self.operator), len(self.proxy.requests)))
@@ -242,15 +208,11 @@ class Monitor:
 
 def breaker_state(operator: OperatorProcess) -> int | None:
     try:
-        with urllib.request.urlopen(operator.health_url + "/metrics", timeout=2) as response:  # noqa: S310
-            text = response.read().decode()
+        families = metric_families(operator, timeout=2)
     except OSError:
         return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "slo_guard_circuit_breaker_state" and sample.labels.get("breaker") == BREAKER_NAME:
-                return int(sample.value)
-    return None
+    samples = matching_samples(families, "slo_guard_circuit_breaker_state", breaker=BREAKER_NAME)
+    return int(samples[0].value) if samples else None
 
 
 def queries_per_pass(service: SyntheticService) -> int:
@@ -262,28 +224,28 @@ def queries_per_pass(service: SyntheticService) -> int:
 def wait_unavailable(faults: FaultWorld, namespace: str, *, since: float, fault: str) -> dict[str, Any]:
     """Wait for DataAvailable=False and record how long it took after `since`."""
     data = wait_for(
-        lambda: (c := faults.data_available(namespace, TARGET)).get("status") == "False" and c,
+        lambda: (c := faults.data_available(namespace)).get("status") == "False" and c,
         timeout=30,
         what=f"DataAvailable=False after {fault}",
         every=0.1,
     )
-    FIGURES.append((f"{fault} -> DataAvailable=False", time.monotonic() - since))
+    record(f"{fault} -> DataAvailable=False", time.monotonic() - since)
     return dict(data)
 
 
 def wait_available(faults: FaultWorld, *, since: float, fault: str) -> None:
     wait_for(
-        lambda: faults.data_available(OUTAGE_NS, TARGET).get("status") == "True",
+        lambda: faults.data_available(OUTAGE_NS).get("status") == "True",
         timeout=30,
         what=f"DataAvailable=True after {fault} ended",
         every=0.1,
     )
-    FIGURES.append((f"{fault} ended -> DataAvailable=True", time.monotonic() - since))
+    record(f"{fault} ended -> DataAvailable=True", time.monotonic() - since)
 
 
 def hold_exhausted_and_paused(faults: FaultWorld) -> None:
     faults.outage_service.set(error_ratio=1.0)
-    wait_for(lambda: faults.is_paused(OUTAGE_NS), timeout=ACT_TIMEOUT, what="the outage target paused")
+    wait_for(lambda: is_paused(faults, OUTAGE_NS, TARGET), timeout=ACT_TIMEOUT, what="the outage target paused")
 
 
 def assert_probes_only(monitor: Monitor, *, opened: Reading, until: float) -> int:
@@ -304,17 +266,13 @@ def outage_slo(faults: FaultWorld) -> None:
     """A healthy SLO in OUTAGE_NS whose target the proxy faults may not touch."""
     faults.outage_service.set(error_ratio=0.0)
     faults.guard(OUTAGE_NS, faults.outage_service)
-    wait_for(
-        lambda: faults.status(OUTAGE_NS, TARGET).get("state") == "Healthy",
-        timeout=ACT_TIMEOUT,
-        what="the outage SLO Healthy",
-    )
+    wait_healthy(faults, OUTAGE_NS, TARGET)
 
 
 def test_nan_from_prometheus_is_no_data_and_never_acts(faults: FaultWorld) -> None:
     service = faults.data_service
     Gauge(NAN_METRIC, "A request counter that reads NaN.", registry=service.registry).set(float("nan"))
-    total = f'{NAN_METRIC}{{job="synthetic",instance="{service.target}"}}'
+    total = f"{NAN_METRIC}{{{service_labels(service)}}}"
     # Two samples make a rate: from then on the operator's total query answers NaN rather than nothing.
     wait_for(
         lambda: faults.shared.prometheus.query(f"sum(rate({total}[1m]))"), timeout=30, what="a NaN rate in Prometheus"
@@ -330,7 +288,7 @@ def test_nan_from_prometheus_is_no_data_and_never_acts(faults: FaultWorld) -> No
 
 def test_absent_total_series_is_no_data_and_never_acts(faults: FaultWorld) -> None:
     service = faults.data_service
-    total = f'http_requests_total{{job="synthetic",instance="{service.target}",code="absent"}}'
+    total = f'http_requests_total{{{service_labels(service)},code="absent"}}'
     created = faults.guard(ABSENT_NS, service, total=total)
     data = wait_unavailable(faults, ABSENT_NS, since=created, fault="absent total series")
     assert data["reason"] == "NoData"
@@ -347,7 +305,7 @@ def test_stale_samples_are_stale_data_and_never_act(faults: FaultWorld) -> None:
         what="the window full of errors",
     )
     service.stop()
-    total = f'http_requests_total{{job="synthetic",instance="{service.target}"}}'
+    total = f"http_requests_total{{{service_labels(service)}}}"
     # The first failed scrape writes stale markers: from then on the series has no current sample.
     wait_for(
         lambda: not faults.shared.prometheus.query(f"timestamp({total})"), timeout=30, what="the series marked stale"
@@ -357,16 +315,16 @@ def test_stale_samples_are_stale_data_and_never_act(faults: FaultWorld) -> None:
     assert data["reason"] == "StaleData"
     time.sleep(3 * EVALUATION_INTERVAL)
     assert faults.target_writes(STALE_NS) == [], "a spent budget read from stale samples is no reason to act"
-    assert not faults.is_paused(STALE_NS)
+    assert not is_paused(faults, STALE_NS, TARGET)
     assert breaker_state(faults.operator) == BreakerState.CLOSED, "an answer without data is no Prometheus failure"
 
 
 @pytest.mark.usefixtures("outage_slo")
 def test_long_outage_blocks_every_write_then_the_operator_acts_once(faults: FaultWorld) -> None:
     proxy = faults.proxy
-    assert not faults.is_paused(OUTAGE_NS)
+    assert not is_paused(faults, OUTAGE_NS, TARGET)
     faults.emulator.clear_requests()
-    with Monitor(faults.operator, proxy) as monitor:
+    with Monitor(faults.operator, proxy).watching() as monitor:
         started = time.monotonic()
         # Nothing listens there: every request through the proxy fails as if Prometheus were killed.
         proxy.upstream = f"http://127.0.0.1:{free_port()}"
@@ -390,8 +348,8 @@ def test_long_outage_blocks_every_write_then_the_operator_acts_once(faults: Faul
         assert probes >= 1, "the open breaker probes Prometheus"
         proxy.upstream = faults.shared.prometheus.url
         wait_available(faults, since=recovered, fault="Prometheus down")
-        wait_for(lambda: faults.is_paused(OUTAGE_NS), timeout=ACT_TIMEOUT, what="the pause after the outage")
-        FIGURES.append(("Prometheus back -> target paused", time.monotonic() - recovered))
+        wait_for(lambda: is_paused(faults, OUTAGE_NS, TARGET), timeout=ACT_TIMEOUT, what="the pause after the outage")
+        record("Prometheus back -> target paused", time.monotonic() - recovered)
         wait_for(lambda: monitor.first(BreakerState.CLOSED, since=recovered), timeout=30, what="the breaker closed")
         time.sleep(max(0.0, recovered + RECOVERY_WINDOW + 3 * EVALUATION_INTERVAL - time.monotonic()))
     assert monitor.states()[:2] == [BreakerState.CLOSED, BreakerState.OPEN]
@@ -400,7 +358,7 @@ def test_long_outage_blocks_every_write_then_the_operator_acts_once(faults: Faul
     passes = int((last.at - first.at) / EVALUATION_INTERVAL) + 1
     per_pass = faults.slo_count() * queries_per_pass(faults.outage_service)
     assert last.proxied - first.proxied <= passes * per_pass + 1, "no burst of queued queries"
-    FIGURES.append((f"requests in the {last.at - first.at:.1f}s after the outage", last.proxied - first.proxied))
+    record(f"requests in the {last.at - first.at:.1f}s after the outage", last.proxied - first.proxied)
     assert len(faults.target_patches(OUTAGE_NS)) == 1, "one decision, one PATCH"
 
 
@@ -409,7 +367,7 @@ def test_5xx_from_prometheus_holds_a_paused_target(faults: FaultWorld) -> None:
     proxy = faults.proxy
     hold_exhausted_and_paused(faults)
     faults.emulator.clear_requests()
-    with Monitor(faults.operator, proxy) as monitor:
+    with Monitor(faults.operator, proxy).watching() as monitor:
         started = time.monotonic()
         proxy.fail_with = 503
         data = wait_unavailable(faults, OUTAGE_NS, since=started, fault="Prometheus answering 503")
@@ -424,8 +382,8 @@ def test_5xx_from_prometheus_holds_a_paused_target(faults: FaultWorld) -> None:
         proxy.fail_with = None
         wait_available(faults, since=recovered, fault="Prometheus answering 503")
         wait_for(lambda: monitor.first(BreakerState.CLOSED, since=recovered), timeout=30, what="the breaker closed")
-    assert faults.status(OUTAGE_NS, TARGET)["state"] == "Exhausted"
-    assert faults.is_paused(OUTAGE_NS)
+    assert slo_status(faults, OUTAGE_NS, TARGET)["state"] == "Exhausted"
+    assert is_paused(faults, OUTAGE_NS, TARGET)
     assert faults.target_writes(OUTAGE_NS) == [], "the target was already paused: nothing to write"
 
 
@@ -434,7 +392,7 @@ def test_prometheus_slower_than_the_timeout_holds_a_paused_target(faults: FaultW
     proxy = faults.proxy
     hold_exhausted_and_paused(faults)
     faults.emulator.clear_requests()
-    with Monitor(faults.operator, proxy) as monitor:
+    with Monitor(faults.operator, proxy).watching() as monitor:
         started = time.monotonic()
         proxy.delay = PROMETHEUS_TIMEOUT + 1.5
         data = wait_unavailable(faults, OUTAGE_NS, since=started, fault="Prometheus slower than the timeout")
@@ -448,5 +406,5 @@ def test_prometheus_slower_than_the_timeout_holds_a_paused_target(faults: FaultW
         wait_available(faults, since=recovered, fault="Prometheus slower than the timeout")
         wait_for(lambda: monitor.first(BreakerState.CLOSED, since=recovered), timeout=30, what="the breaker closed")
     assert monitor.states()[:3] == [BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN]
-    assert faults.is_paused(OUTAGE_NS)
+    assert is_paused(faults, OUTAGE_NS, TARGET)
     assert faults.target_writes(OUTAGE_NS) == []

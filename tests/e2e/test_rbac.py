@@ -3,7 +3,8 @@
 The requests come from the emulators' cumulative tallies (`calls_seen()`, which `clear_requests()` does not reset),
 kept only for the operator's clients (kopf, and the kubernetes client as `slo-guard/<version>`):
 - cluster-wide, checked against the ClusterRole of `kubectl kustomize manifests/`: the shared world (a standalone
-  operator driven by every other e2e module) plus test_peering.py's peered replicas;
+  operator driven by every other e2e module) plus test_peering.py's peered replicas and test_prometheus_faults.py's
+  operator;
 - namespaced, checked against the Role of `kubectl kustomize manifests/overlays/namespaced`: the run below, with
   `--namespace` and the KopfPeering of that overlay.
 This module runs after all others (conftest.pytest_collection_modifyitems).
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 from tests.e2e.conftest import REPO, PrivateClusters, World, wait_for
-from tests.e2e.scenario import ACT_TIMEOUT, FAILING, SLO_API, SLO_KIND, slo
+from tests.e2e.scenario import ACT_TIMEOUT, FAILING, SLO_API, SLO_KIND, deployment, guard
 from tests.support.emulator import running_emulator
 from tests.support.emulator_log import CallSeen
 from tests.support.kube import USER_AGENT, EmulatorClient, KubeClient, deployment_manifest, kustomize
@@ -162,13 +163,10 @@ def test_a_namespaced_run_scales_and_releases_within_its_namespace(
     service = world.take_service(FAILING)
     with private_clusters.cluster("namespaced", watched_namespace=WATCHED, manifests=[KOPF_PEERING]) as cluster:
         cluster.operator("namespaced").start()
-        cluster.kube.create_object(deployment_manifest("web", namespace=WATCHED, replicas=4))
-        policy = {"mode": "Enforce", "action": "Scale", "scaleTo": 1}
-        target = [{"kind": "Deployment", "name": "web"}]
-        cluster.kube.create_object(slo("web", WATCHED, service, targets=target, policy=policy))
+        guard(cluster, WATCHED, "web", service, policy={"mode": "Enforce", "action": "Scale", "scaleTo": 1}, replicas=4)
 
         def replicas() -> int:
-            return int((cluster.get("apps/v1", "Deployment", "web", WATCHED) or {})["spec"]["replicas"])
+            return int(deployment(cluster, WATCHED, "web")["spec"]["replicas"])
 
         wait_for(lambda: replicas() == 1, timeout=ACT_TIMEOUT, what="web scaled to 1")
         cluster.kube.delete_object(SLO_API, SLO_KIND, "web", namespace=WATCHED)

@@ -190,8 +190,8 @@ class Runtime:
                 if previous_start is not None:
                     self.metrics.evaluation_spacing.observe(started - previous_start)
                 previous_start = started
-                # A pass waiting for write tokens is throttled, not stuck: liveness counts starts too.
-                self.heartbeats.beat(key, interval=_interval(body), now=started)
+                # A pass waiting for write tokens is throttled, not stuck: liveness gives a running pass longer.
+                self.heartbeats.beat(key, interval=_interval(body), now=started, in_pass=True)
                 await self._pass(key, body)
                 interval = _interval(body)
                 self.heartbeats.beat(key, interval=interval, now=time.monotonic())
