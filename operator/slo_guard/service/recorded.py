@@ -52,26 +52,38 @@ class ManagedRules:
         self._groups: dict[str, list[RuleGroup]] = {}
         self._intervals: dict[str, int] = {}
         self._periods: dict[str, dict[str, int]] = {}
+        """Query key -> {SLO key: period}: a lookup per query must not scan every SLO."""
         self.changed = asyncio.Event()
 
     def observe(self, objective: Objective) -> None:
         groups = managed_rule_groups(objective, extra=tenant_matchers(objective, self._settings))
-        if self._groups.get(objective.key) != groups:
+        previous = self._groups.get(objective.key)
+        if previous != groups:
+            if previous is not None:
+                self._unindex(objective.key, previous)
             self._groups[objective.key] = groups
             self._intervals[objective.key] = objective.evaluation_interval
-            self._periods[objective.key] = query_periods(groups)
+            for query, period in query_periods(groups).items():
+                self._periods.setdefault(query, {})[objective.key] = period
             self.changed.set()
 
     def forget(self, key: str) -> None:
-        if self._groups.pop(key, None) is not None:
+        previous = self._groups.pop(key, None)
+        if previous is not None:
             del self._intervals[key]
-            del self._periods[key]
+            self._unindex(key, previous)
             self.changed.set()
 
     def period_of(self, query: str) -> int | None:
         """Seconds between recomputations of the query with this key, the shortest among SLOs sharing it."""
-        periods = [by_query[query] for by_query in self._periods.values() if query in by_query]
-        return min(periods, default=None)
+        return min(self._periods.get(query, {}).values(), default=None)
+
+    def _unindex(self, slo: str, groups: list[RuleGroup]) -> None:
+        for query in query_periods(groups):
+            by_slo = self._periods[query]
+            del by_slo[slo]
+            if not by_slo:
+                del self._periods[query]
 
     def by_slo(self) -> dict[str, list[RuleGroup]]:
         """Every SLO's rule groups by its key, in a stable order so unchanged rules write the same."""
