@@ -495,7 +495,7 @@ def expected_queries(objective: Objective, generated: Generated) -> list[tuple[s
     if isinstance(indicator, LatencyIndicator):
         histogram = meaning(generated, "spec.indicator.latency.histogram")
         total_selector = selector_shape(histogram, suffix="_count", extra=forced)
-        bucket = ("le", "=", promql.format_bucket_bound(indicator.threshold))
+        bucket = ("le", "=~", promql.bucket_bound_pattern(indicator.threshold))
         good_selector = selector_shape(histogram, suffix="_bucket", extra=[*forced, bucket])
 
         def errors(window: int) -> Shape:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,8 @@ class HistogramSeries:
     """Mean observed value, which makes `_sum` = mean * `_count`."""
     last_sample: float | None = None
     """No samples after this instant; None for no cut-off."""
+    le_text: Callable[[float], str] | None = None
+    """How the client writes a bound in `le`; None for Go's spelling (`1`, `0.25`)."""
 
 
 @dataclass(slots=True)
@@ -123,11 +125,12 @@ class Document:
         self.lines.append(f"# TYPE {name} histogram")
         for one in series:
             bounds = sorted(one.bucket_fractions)
+            le_text = one.le_text or _number
             for t in _until(times, one.last_sample):
                 count = one.rate.counter(t)
                 stamp = _number(t)
                 for bound in bounds:
-                    labels = _labels({**one.labels, "le": _number(bound)})
+                    labels = _labels({**one.labels, "le": le_text(bound)})
                     value = count * one.bucket_fractions[bound]
                     self.lines.append(f"{name}_bucket{labels} {_number(value)} {stamp}")
                 self.lines.append(f"{name}_bucket{_labels({**one.labels, 'le': '+Inf'})} {_number(count)} {stamp}")

@@ -110,7 +110,7 @@ def _unknown_errors_message(indicator: Indicator, *, span: str) -> str:
     if isinstance(indicator, LatencyIndicator):
         bucket = format_bucket_bound(indicator.threshold)
         return (
-            f'No le="{bucket}" bucket in histogram {indicator.histogram.metric}: '
+            f"No bucket with le equal to {bucket} in histogram {indicator.histogram.metric}: "
             "the threshold must be one of its bucket boundaries"
         )
     return f"The errors rate over {span} is not a number"
@@ -121,10 +121,19 @@ def _burn_rate(objective: Objective, rates: WindowRates) -> float | None:
     return None if ratio is None else ratio / objective.error_budget
 
 
+BURN_RATE_ROUNDING = 1e-9
+"""Relative float error a burn rate may carry (0.1 / (1 - 0.9) is 1.0000000000000002): within it, a burn rate is on
+its factor, not above it, so an SLO spending its budget exactly on schedule never fires."""
+
+
 def _alert(tier: BurnRateTier, burn_rates: dict[int, float | None]) -> AlertStatus:
     long_burn = burn_rates.get(tier.long_window)
     short_burn = burn_rates.get(tier.short_window)
-    firing = long_burn is not None and short_burn is not None and min(long_burn, short_burn) > tier.factor
+    firing = (
+        long_burn is not None
+        and short_burn is not None
+        and min(long_burn, short_burn) > tier.factor * (1 + BURN_RATE_ROUNDING)
+    )
     return AlertStatus(
         severity=tier.severity,
         long_window=tier.long_window,

@@ -48,14 +48,33 @@ def format_bucket_bound(value: float) -> str:
 
     That is Go's `strconv.FormatFloat(v, 'g', -1, 64)`: the shortest digits that read back as `value` (the
     same digits Python's `repr` picks), in exponent form when the decimal exponent is below -4 or above 5.
+    Messages name the bound this way; queries match every spelling (`bucket_bound_pattern`).
     """
+    negative, mantissa, point = _shortest_digits(value)
+    text = _plain_form(mantissa, point) if -4 < point <= 6 else _exponent_form(mantissa, point)
+    return ("-" if negative else "") + text
+
+
+def bucket_bound_pattern(value: float) -> str:
+    """A regular expression for the `le` label that matches `value` however a client wrote it, and no other number.
+
+    Go writes `1` and `1e-05`, the Python and Java clients `1.0` and `1.0E-5`, and Prometheus 3 stores every
+    classic-histogram bound as `1.0` or `1e-05`. So both the plain and the exponent form of the shortest digits
+    match, with any zeros after the last digit of the fraction, `e` or `E`, and a `+` or leading zeros in the
+    exponent. PromQL anchors the pattern at both ends.
+    """
+    negative, mantissa, point = _shortest_digits(value)
+    sign = "-" if negative else ""
+    return f"{sign}{_plain_pattern(mantissa, point)}|{sign}{_exponent_pattern(mantissa, point)}"
+
+
+def _shortest_digits(value: float) -> tuple[bool, str, int]:
+    """(negative, digits, point): `value` is `0.<digits> * 10**point`, with the shortest digits that read back."""
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
     if not isinstance(exponent, int):  # Decimal's marker for NaN and infinities
         raise ValueError(f"a latency threshold must be a finite number of seconds, got {value!r}")
     mantissa = "".join(map(str, digits))
-    point = len(mantissa) + exponent
-    text = _plain_form(mantissa, point) if -4 < point <= 6 else _exponent_form(mantissa, point)
-    return ("-" if sign else "") + text
+    return bool(sign), mantissa, len(mantissa) + exponent
 
 
 def _plain_form(mantissa: str, point: int) -> str:
@@ -72,13 +91,33 @@ def _exponent_form(mantissa: str, point: int) -> str:
     return f"{mantissa[0]}{fraction}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
 
 
+def _plain_pattern(mantissa: str, point: int) -> str:
+    if point <= 0:
+        return r"0?\." + "0" * -point + mantissa + "0*"
+    if point >= len(mantissa):
+        return mantissa + "0" * (point - len(mantissa)) + r"(?:\.0*)?"
+    return rf"{mantissa[:point]}\.{mantissa[point:]}0*"
+
+
+def _exponent_pattern(mantissa: str, point: int) -> str:
+    fraction = rf"\.{mantissa[1:]}0*" if len(mantissa) > 1 else r"(?:\.0*)?"
+    exponent = point - 1
+    if exponent > 0:
+        digits = rf"\+?0*{exponent}"
+    elif exponent < 0:
+        digits = f"-0*{-exponent}"
+    else:
+        digits = "[+-]?0+"
+    return f"{mantissa[0]}{fraction}[eE]{digits}"
+
+
 def _sum_rate(selector: Selector, *, window: int, extra: Sequence[LabelMatcher], suffix: str = "") -> str:
     rendered = render_selector(selector, suffix=suffix, extra=extra)
     return f"sum(rate({rendered}[{format_duration(window)}]))"
 
 
 def _latency_good(indicator: LatencyIndicator, *, window: int, extra: Sequence[LabelMatcher]) -> str:
-    bucket = LabelMatcher(name=BUCKET_LABEL, op=MatchOp.EQUAL, value=format_bucket_bound(indicator.threshold))
+    bucket = LabelMatcher(name=BUCKET_LABEL, op=MatchOp.REGEX, value=bucket_bound_pattern(indicator.threshold))
     return _sum_rate(indicator.histogram, window=window, extra=(*extra, bucket), suffix="_bucket")
 
 

@@ -38,7 +38,8 @@ def default_tiers(window: int, *, min_step: int) -> tuple[BurnRateTier, ...]:
 
     Windows scale linearly with `window / 30d`, rounded to whole seconds (halves up) and never shorter than
     `2 * min_step`, so a `rate()` always spans at least two samples. The factor is
-    `budget_consumed * window / long_window`, computed exactly and rounded once to a float.
+    `budget_consumed * window / long_window`, computed exactly, raised to 1 when the clamped or rounded long
+    window makes it smaller, and rounded once to a float.
     """
     if window <= 0 or min_step <= 0:
         raise ValueError(f"window and min_step must be positive seconds, got {window} and {min_step}")
@@ -56,11 +57,14 @@ def required_windows(objective: Objective) -> tuple[int, ...]:
 def _scaled_tier(spec: TierSpec, *, window: int, min_step: int) -> BurnRateTier:
     long_window = _scale(spec.long_window, window=window, floor=2 * min_step)
     short_window = _scale(spec.short_window, window=window, floor=2 * min_step)
+    # A tier fires when both burn rates are strictly above its factor; below 1 it would fire on an SLO that
+    # ends its window with budget left (a 10m window's 1m page tier would at 0.2x).
+    factor = max(spec.budget_consumed * window / long_window, Fraction(1))
     return BurnRateTier(
         severity=spec.severity,
         long_window=long_window,
         short_window=short_window,
-        factor=float(spec.budget_consumed * window / long_window),
+        factor=float(factor),
     )
 
 

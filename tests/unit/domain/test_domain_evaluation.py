@@ -1,5 +1,6 @@
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -146,6 +147,48 @@ def test_burning_message_names_the_first_firing_tier() -> None:
     assert result.message == "Burning: page tier 1h/5m at 15.2x (> 14.4x)"
 
 
+def short_slo() -> Objective:
+    """A 10m SLO: all its default tiers read 1m windows (2 * min_step 30s)."""
+    return Objective(
+        name="checkout",
+        namespace="shop",
+        objective=EXACT_OBJECTIVE,
+        window=10 * MINUTE,
+        indicator=RATIO,
+        tiers=default_tiers(10 * MINUTE, min_step=30),
+    )
+
+
+@pytest.mark.parametrize("burn", [0.25, 1.0])
+def test_a_short_window_slo_burning_at_most_its_budget_rate_is_healthy(burn: float) -> None:
+    target = short_slo()
+    result = judge(target, burning(target, {MINUTE: burn, 10 * MINUTE: 0.5}))
+    assert result.burn_rates == {MINUTE: burn, 10 * MINUTE: 0.5}
+    assert [alert.firing for alert in result.alerts] == [False] * 4
+    assert not result.page_firing
+    assert result.state is State.HEALTHY
+
+
+def test_an_slo_spending_exactly_its_budget_rate_in_float_arithmetic_never_fires() -> None:
+    # 0.1 errors/s over 1/s against an objective of 0.9 reads as burn rate 1.0000000000000002.
+    target = replace(short_slo(), objective=0.9)
+    rates = dict.fromkeys(required_windows(target), (0.1, 1.0))
+    rates[10 * MINUTE] = (0.05, 1.0)
+    result = judge(target, measured(rates))
+    assert result.burn_rates[MINUTE] == pytest.approx(1.0)
+    assert result.burn_rates[MINUTE] > 1.0, "the float rounding this test is about"
+    assert [alert.firing for alert in result.alerts] == [False] * 4
+    assert result.state is State.HEALTHY
+
+
+def test_a_short_window_slo_burning_above_its_budget_rate_fires_every_tier() -> None:
+    target = short_slo()
+    result = judge(target, burning(target, {MINUTE: 1.0625, 10 * MINUTE: 0.5}))
+    assert [alert.firing for alert in result.alerts] == [True] * 4
+    assert result.page_firing
+    assert result.state is State.BURNING
+
+
 def test_window_without_traffic_has_unknown_burn_and_cannot_fire() -> None:
     target = slo(objective=EXACT_OBJECTIVE)
     rates = burning(target, {HOUR: 16.0}).windows
@@ -209,7 +252,7 @@ def test_latency_sli_without_the_threshold_bucket_is_no_data_not_all_good() -> N
     assert result.state is State.UNKNOWN
     assert result.reason is UnknownReason.NO_DATA
     assert result.message == (
-        'No le="0.3" bucket in histogram http_request_duration_seconds: '
+        "No bucket with le equal to 0.3 in histogram http_request_duration_seconds: "
         "the threshold must be one of its bucket boundaries"
     )
     assert (result.sli, result.budget_remaining, result.burn_rates) == (None, None, None)

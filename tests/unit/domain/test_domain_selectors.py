@@ -333,7 +333,8 @@ regex_matchers = st.builds(
     name=label_names,
     op=st.sampled_from([MatchOp.REGEX, MatchOp.NOT_REGEX]),
     value=st.one_of(
-        st.text(alphabet=st.characters(exclude_characters="\\()[]{}?*+|^$.")),
+        # UTF-8 only: a lone surrogate is refused on purpose (see the lone-surrogate cases above).
+        st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\\()[]{}?*+|^$.")),
         st.sampled_from([r"5..", r"\d+", r"a\.b|c\\d", r"(?i)get|post", r"[\[\]]", r"\"quoted\""]),
     ),
 )
