@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import yaml
 from slo_guard import __version__
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings
+from slo_guard.domain.display import NOT_AVAILABLE, budget_percent
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.model import KIND, Objective
@@ -31,12 +33,16 @@ JSON_DIGITS = 6
 
 
 class InputError(Exception):
-    """Bad input: reported as one line, exit 2."""
+    """Bad input: each problem reported as one line, exit 2."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        parser = _parser()
+        parser = build_parser()
         args = parser.parse_args(argv)
         if args.command == "evaluate":
             return _evaluate(args)
@@ -47,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_UNKNOWN_OR_BAD_INPUT
     except (InputError, ConfigError) as err:
-        print(f"slo-guard: error: {err}", file=sys.stderr)
+        for problem in err.problems if isinstance(err, InputError) else (str(err),):
+            print(f"slo-guard: error: {problem}", file=sys.stderr)
         return EXIT_UNKNOWN_OR_BAD_INPUT
     except KeyboardInterrupt:
         return 130
@@ -60,40 +67,70 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(EXIT_UNKNOWN_OR_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrors(prog="slo-guard", description="Enforce error-budget policies on Kubernetes.")
+class _Help(argparse.HelpFormatter):
+    """Wraps help only at spaces, so `slo-guard-rules` and URLs stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False, break_on_hyphens=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineErrors(
+        prog="slo-guard", description="Enforce error-budget policies on Kubernetes.", formatter_class=_Help
+    )
     parser.add_argument("--version", action="version", version=f"slo-guard {__version__}")
     commands = parser.add_subparsers(dest="command")
 
     evaluate = commands.add_parser(
         "evaluate",
+        formatter_class=_Help,
         help="evaluate SLO files against Prometheus (exit 0 healthy/burning, 1 exhausted, 2 unknown/bad input)",
     )
-    evaluate.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    evaluate.add_argument("--at", type=_parse_time, default=None, help="evaluation time: RFC 3339 or unix seconds")
-    evaluate.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    evaluate.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of SLOs")
+    evaluate.add_argument(
+        "--at",
+        type=_parse_time,
+        default=None,
+        metavar="TIME",
+        help="evaluation time: RFC 3339 or unix seconds (default now)",
+    )
+    evaluate.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json"),
+        default="table",
+        help="a table or the status fields as JSON (default table)",
+    )
     add_settings(evaluate, PROMETHEUS_SETTINGS)
 
-    rules = commands.add_parser("rules", help="print Prometheus recording and alerting rules for SLO files")
-    rules.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    rules = commands.add_parser(
+        "rules", formatter_class=_Help, help="print Prometheus recording and alerting rules for SLO files"
+    )
+    rules.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of SLOs")
     rules.add_argument(
         "--format",
         choices=("rules", "prometheusrule"),
         default="rules",
-        help="a Prometheus rule file, or a prometheus-operator PrometheusRule object",
+        help="a Prometheus rule file, or a prometheus-operator PrometheusRule object (default %(default)s)",
     )
-    rules.add_argument("--name", default="slo-guard-rules", help="PrometheusRule name")
-    rules.add_argument("--namespace", default="monitoring", help="PrometheusRule namespace")
-    rules.add_argument("--runbook-base", default=DEFAULT_RUNBOOK_BASE, help="runbook URL the alerts link to")
+    rules.add_argument("--name", default="slo-guard-rules", help="PrometheusRule name (default %(default)s)")
+    rules.add_argument("--namespace", default="monitoring", help="PrometheusRule namespace (default %(default)s)")
+    rules.add_argument(
+        "--runbook-base",
+        default=DEFAULT_RUNBOOK_BASE,
+        metavar="URL",
+        help="runbook URL the alerts link to (default %(default)s)",
+    )
     add_settings(rules, [setting for setting in PROMETHEUS_SETTINGS if setting.name == "min_step"])
 
-    run = commands.add_parser("run", help="run the operator")
+    run = commands.add_parser("run", formatter_class=_Help, help="run the operator")
     run.add_argument(
         "--namespace",
         "-n",
         action="append",
         default=[],
         dest="namespaces",
+        metavar="NS",
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     add_settings(run, PROMETHEUS_SETTINGS + OPERATOR_SETTINGS)
@@ -121,23 +158,31 @@ class _Loaded:
 
 
 def load_objectives(paths: Sequence[Path], *, min_step: int) -> list[_Loaded]:
-    """Every ServiceLevelObjective document in the files, validated; the first bad one raises InputError."""
+    """Every ServiceLevelObjective document in the files, validated; InputError lists every problem in all of them."""
     loaded: list[_Loaded] = []
+    problems: list[str] = []
     for path in paths:
-        for index, document in enumerate(_documents(path), start=1):
+        try:
+            documents = _documents(path)
+        except InputError as err:
+            problems += err.problems
+            continue
+        for index, document in enumerate(documents, start=1):
             where = f"{path}: document {index}"
             if not isinstance(document, dict):
-                raise InputError(f"{where}: expected a mapping, got {type(document).__name__}")
+                problems.append(f"{where}: expected a mapping, got {type(document).__name__}")
+                continue
             if document.get("kind") != KIND:
                 continue
             name = document.get("metadata", {}).get("name") if isinstance(document.get("metadata"), dict) else None
             if isinstance(name, str):
                 where = f"{where} ({name})"
             try:
-                objective = objective_from_resource(document, min_step=min_step)
+                loaded.append(_Loaded(objective_from_resource(document, min_step=min_step), document))
             except SpecError as err:
-                raise InputError(f"{where}: {err}") from None
-            loaded.append(_Loaded(objective, document))
+                problems += [f"{where}: {error}" for error in err.errors]
+    if problems:
+        raise InputError(*problems)
     if not loaded:
         raise InputError(f"no {KIND} documents in {', '.join(map(str, paths))}")
     return loaded
@@ -240,8 +285,8 @@ def _table(rows: Sequence[tuple[Objective, Evaluation]]) -> str:
                 objective.name,
                 f"{objective.objective * 100:g}%",
                 format_duration(objective.window),
-                _percent(evaluation.sli, 3),
-                _percent(evaluation.budget_remaining, 1),
+                _sli_percent(evaluation.sli),
+                budget_percent(evaluation.budget_remaining),
                 evaluation.state.value,
                 evaluation.reason.value if evaluation.reason else "",
                 evaluation.message,
@@ -254,8 +299,8 @@ def _table(rows: Sequence[tuple[Objective, Evaluation]]) -> str:
     )
 
 
-def _percent(value: float | None, decimals: int) -> str:
-    return "-" if value is None else f"{value * 100:.{decimals}f}%"
+def _sli_percent(sli: float | None) -> str:
+    return NOT_AVAILABLE if sli is None else f"{sli * 100:.3f}%"
 
 
 def _rules(args: argparse.Namespace) -> int:

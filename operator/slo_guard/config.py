@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slo_guard.domain.durations import DurationError, parse_duration
+from slo_guard.domain.durations import DurationError, format_duration, parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class Setting:
     metavar: str | None = None
     env_name: str | None = None
     """Overrides the derived env var name."""
+    derived_default: str | None = None
+    """What a None default stands for, when the operator works it out from other settings."""
 
     @property
     def flag(self) -> str:
@@ -31,6 +33,19 @@ class Setting:
     @property
     def env(self) -> str:
         return self.env_name or "SLO_GUARD_" + self.name.upper()
+
+    @property
+    def shown_default(self) -> str | None:
+        """The default as `--help` and the README's settings table write it; None when there is none."""
+        if self.default is None:
+            return self.derived_default
+        if self.parse is _flag:
+            return "true" if self.default else "false"
+        if self.parse is _seconds:
+            return format_duration(self.default)
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
 
 
 def _seconds(text: str) -> int:
@@ -87,16 +102,21 @@ PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
         metavar="URL",
         env_name="SLO_GUARD_PROMETHEUS_URL",
     ),
-    Setting("prometheus_timeout", 10.0, "Seconds before one Prometheus query times out", _positive_float),
+    Setting("prometheus_timeout", 10.0, "Seconds before one Prometheus query times out", _positive_float, "SECONDS"),
     Setting(
         "prometheus_retries",
         3,
         "Extra attempts per query on connection errors, timeouts and 5xx",
         _positive_int,
+        "N",
     ),
-    Setting("prometheus_max_concurrency", 8, "Global bound on concurrent Prometheus queries", _positive_int),
-    Setting("prometheus_breaker_threshold", 5, "Consecutive failures that open the circuit breaker", _positive_int),
-    Setting("prometheus_breaker_reset", 30.0, "Seconds the breaker stays open before a probe", _positive_float),
+    Setting("prometheus_max_concurrency", 8, "Global bound on concurrent Prometheus queries", _positive_int, "N"),
+    Setting(
+        "prometheus_breaker_threshold", 5, "Consecutive failures that open the circuit breaker", _positive_int, "N"
+    ),
+    Setting(
+        "prometheus_breaker_reset", 30.0, "Seconds the breaker stays open before a probe", _positive_float, "SECONDS"
+    ),
     Setting(
         "prometheus_token_file",
         None,
@@ -127,9 +147,9 @@ PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
 )
 
 OPERATOR_SETTINGS: tuple[Setting, ...] = (
-    Setting("health_port", 8080, "Port serving /healthz, /readyz and /metrics", _positive_int),
-    Setting("log_format", "json", "Log format: json (one object per line) or text"),
-    Setting("log_level", "INFO", "Log level"),
+    Setting("health_port", 8080, "Port serving /healthz, /readyz and /metrics", _positive_int, "PORT"),
+    Setting("log_format", "json", "Log format: json (one object per line) or text", metavar="FORMAT"),
+    Setting("log_level", "INFO", "Log level", metavar="LEVEL"),
     Setting(
         "status_heartbeat",
         300,
@@ -144,18 +164,24 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         _seconds,
         "DURATION",
     ),
-    Setting("kube_max_concurrency", 8, "Global bound on concurrent Kubernetes API calls", _positive_int),
-    Setting("kube_timeout", 10.0, "Seconds before one Kubernetes API call times out", _positive_float),
-    Setting("kube_writes_per_second", 20.0, "Token-bucket rate for Kubernetes writes", _positive_float),
-    Setting("kube_write_burst", 40, "Token-bucket burst for Kubernetes writes", _positive_int),
+    Setting("kube_max_concurrency", 8, "Global bound on concurrent Kubernetes API calls", _positive_int, "N"),
+    Setting("kube_timeout", 10.0, "Seconds before one Kubernetes API call times out", _positive_float, "SECONDS"),
+    Setting("kube_writes_per_second", 20.0, "Token-bucket rate for Kubernetes writes", _positive_float, "RATE"),
+    Setting("kube_write_burst", 40, "Token-bucket burst for Kubernetes writes", _positive_int, "N"),
     Setting("standalone", False, "Run without kopf peering (only one replica may run)", _flag),
-    Setting("peering_name", "slo-guard", "kopf peering object name (replicas with one name elect one active)"),
-    Setting("priority", 0, "kopf peering priority of this replica", int),
+    Setting(
+        "peering_name",
+        "slo-guard",
+        "kopf peering object name (replicas with one name elect one active)",
+        metavar="NAME",
+    ),
+    Setting("priority", 0, "kopf peering priority of this replica", int, "N"),
     Setting(
         "peering_lifetime",
         60,
         "Seconds a replica counts as alive after its last peering keep-alive; a standby takes over after this",
         _positive_int,
+        "SECONDS",
     ),
     Setting(
         "rules_file",
@@ -166,8 +192,9 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "rules_reload_url",
         None,
-        "URL POSTed after writing --rules-file; default <prometheus>/-/reload, `none` to skip",
+        "URL POSTed after writing --rules-file; `none` to skip",
         metavar="URL",
+        derived_default="<prometheus>/-/reload",
     ),
     Setting(
         "rules_prometheusrule",
@@ -181,7 +208,13 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         "Labels on those PrometheusRules, for the Prometheus ruleSelector: KEY=VALUE[,KEY=VALUE]",
         metavar="LABELS",
     ),
-    Setting("rules_settle", 2.0, "Seconds to gather SLO changes before rewriting the recording rules", _positive_float),
+    Setting(
+        "rules_settle",
+        2.0,
+        "Seconds to gather SLO changes before rewriting the recording rules",
+        _positive_float,
+        "SECONDS",
+    ),
 )
 
 
@@ -192,13 +225,12 @@ class ConfigError(ValueError):
 def add_settings(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
     """Add each setting as a flag whose default comes from its env var."""
     for setting in settings:
-        help_text = f"{setting.help} (env {setting.env}, default {setting.default})"
+        shown = setting.shown_default
+        help_text = f"{setting.help} (env {setting.env}" + (f", default {shown})" if shown is not None else ")")
         default = _env_default(setting, os.environ)
         if setting.parse is _flag:
-            # Boolean settings work as bare switches: `--standalone`.
-            parser.add_argument(
-                setting.flag, dest=setting.name, default=default, type=_flag, nargs="?", const=True, help=help_text
-            )
+            # A switch: `--standalone` turns it on; the env var can set it either way.
+            parser.add_argument(setting.flag, dest=setting.name, default=default, action="store_true", help=help_text)
             continue
         parser.add_argument(
             setting.flag,

@@ -8,15 +8,17 @@ window relations.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from slo_guard.domain.durations import format_duration, parse_duration
@@ -36,6 +38,7 @@ from slo_guard.domain.model import (
 )
 from slo_guard.domain.promql import BUCKET_LABEL
 from slo_guard.domain.selectors import SelectorError, parse_selector
+from slo_guard.domain.timestamps import rfc3339
 from slo_guard.domain.windows import default_tiers
 
 MIN_WINDOW = 60
@@ -47,6 +50,8 @@ MAX_EVALUATION_INTERVAL = 3600
 MAX_SELECTOR_LENGTH = 1024
 MAX_TARGETS = 32
 MAX_BURN_RATE_ALERTS = 8
+SPEC_ERROR_LIMIT = 1000
+"""Longest `str(SpecError)`: it becomes an Event message (at most 1024) and the Ready condition's message."""
 _ECHO_LIMIT = 80
 """Longest echo of a user value in an error message, quotes included."""
 
@@ -54,24 +59,65 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 _PYDANTIC_PHRASING = re.compile(r"^(Input|String|List) should")
+_NEAR_MISS = 0.75
+"""difflib similarity above which an unknown field is taken for a typo of a real one."""
+
+_Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field; `field` is the dotted path the user wrote: `spec.targets[1].name`."""
+
+    field: str
+    message: str
+    """One line."""
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 class SpecError(ValueError):
-    """An invalid ServiceLevelObjective; `field` is the dotted path the user wrote: `spec.targets[1].name`."""
+    """An invalid ServiceLevelObjective, with every problem found in `errors`, unknown fields first.
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = _LINE_BREAKS.sub(" ", message).strip()
-        super().__init__(f"{field}: {self.message}")
+    `str()` joins them with `; ` within SPEC_ERROR_LIMIT characters (the rest counted as `and N more`), for the
+    Ready condition and Events; `field` and `message` are the first problem's.
+    """
+
+    def __init__(self, *errors: FieldError) -> None:
+        self.errors = tuple(FieldError(error.field, _LINE_BREAKS.sub(" ", error.message).strip()) for error in errors)
+        self.field = self.errors[0].field
+        self.message = self.errors[0].message
+        super().__init__(_joined([str(error) for error in self.errors], limit=SPEC_ERROR_LIMIT))
 
 
-class _FieldProblem(ValueError):
-    """Raised by a model validator about one of its fields, so the error names that field, not the model."""
+def _joined(texts: Sequence[str], *, limit: int) -> str:
+    """`; `-joined whole texts, as many as fit in `limit` with an `; and N more` tail counting the others."""
+    shown = 0
+    length = 0
+    for text in texts:
+        added = len(text) + (2 if shown else 0)
+        if length + added + len(_more(len(texts) - shown - 1)) > limit:
+            break
+        shown += 1
+        length += added
+    if shown == 0:
+        # The first text alone is too long (an unknown field's name can be any length): cut it.
+        tail = _more(len(texts) - 1)
+        return texts[0][: limit - len(tail) - 1] + "…" + tail
+    return "; ".join(texts[:shown]) + _more(len(texts) - shown)
 
-    def __init__(self, location: tuple[str | int, ...], message: str) -> None:
-        self.location = location
-        self.message = message
-        super().__init__(message)
+
+def _more(count: int) -> str:
+    return f"; and {count} more" if count else ""
+
+
+class _FieldProblems(ValueError):
+    """Raised by a model validator about some of its fields, so each error names its field, not the model."""
+
+    def __init__(self, *problems: tuple[_Location, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(message for _, message in problems))
 
 
 def _echo(value: object) -> str:
@@ -153,15 +199,17 @@ class LatencySpec(_Model):
     @model_validator(mode="after")
     def _base_name_without_buckets(self) -> Self:
         selector = parse_selector(self.histogram)
+        problems: list[tuple[_Location, str]] = []
         if selector.metric.endswith("_bucket"):
-            raise _FieldProblem(
-                ("histogram",),
-                f"give the histogram's base name, without _bucket (got {_echo(selector.metric)})",
+            problems.append(
+                (("histogram",), f"give the histogram's base name, without _bucket (got {_echo(selector.metric)})")
             )
         if any(matcher.name == BUCKET_LABEL for matcher in selector.matchers):
-            raise _FieldProblem(
-                ("histogram",), f"must not match on {BUCKET_LABEL!r}: slo-guard selects the bucket from threshold"
+            problems.append(
+                (("histogram",), f"must not match on {BUCKET_LABEL!r}: slo-guard selects the bucket from threshold")
             )
+        if problems:
+            raise _FieldProblems(*problems)
         return self
 
     def to_domain(self) -> LatencyIndicator:
@@ -203,9 +251,11 @@ class BurnRateAlertSpec(_Model):
     @model_validator(mode="after")
     def _short_inside_long(self) -> Self:
         if parse_duration(self.short_window) >= parse_duration(self.long_window):
-            raise _FieldProblem(
-                ("shortWindow",),
-                f"must be shorter than longWindow {self.long_window!r} (got {_echo(self.short_window)})",
+            raise _FieldProblems(
+                (
+                    ("shortWindow",),
+                    f"must be shorter than longWindow {self.long_window!r} (got {_echo(self.short_window)})",
+                )
             )
         return self
 
@@ -244,9 +294,9 @@ class PolicySpec(_Model):
     @model_validator(mode="after")
     def _scale_to_with_scale_only(self) -> Self:
         if self.action == "Scale" and self.scale_to is None:
-            raise _FieldProblem(("scaleTo",), "is required when action is Scale")
+            raise _FieldProblems((("scaleTo",), "is required when action is Scale"))
         if self.action != "Scale" and self.scale_to is not None:
-            raise _FieldProblem(("scaleTo",), f"is only allowed when action is Scale (action is {self.action!r})")
+            raise _FieldProblems((("scaleTo",), f"is only allowed when action is Scale (action is {self.action!r})"))
         return self
 
     def to_domain(self) -> Policy:
@@ -285,33 +335,36 @@ class ServiceLevelObjectiveSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        self._check_targets_unique()
-        self._check_alert_windows()
-        self._check_fast_burn_has_page_tier()
+        problems = [*self._duplicate_targets(), *self._alert_windows_too_long(), *self._fast_burn_without_page()]
+        if problems:
+            raise _FieldProblems(*problems)
         return self
 
-    def _check_targets_unique(self) -> None:
+    def _duplicate_targets(self) -> list[tuple[_Location, str]]:
+        problems: list[tuple[_Location, str]] = []
         seen: set[tuple[str, str]] = set()
         for index, target in enumerate(self.targets):
             if (target.kind, target.name) in seen:
-                raise _FieldProblem(("targets", index), f"duplicate target {target.kind}/{target.name}")
+                problems.append((("targets", index), f"duplicate target {target.kind}/{target.name}"))
             seen.add((target.kind, target.name))
+        return problems
 
-    def _check_alert_windows(self) -> None:
+    def _alert_windows_too_long(self) -> list[tuple[_Location, str]]:
         window = parse_duration(self.window)
-        for index, alert in enumerate(self.burn_rate_alerts or ()):
-            if parse_duration(alert.long_window) > window:
-                raise _FieldProblem(
-                    ("burnRateAlerts", index, "longWindow"),
-                    f"must not be longer than window {self.window!r} (got {_echo(alert.long_window)})",
-                )
+        return [
+            (
+                ("burnRateAlerts", index, "longWindow"),
+                f"must not be longer than window {self.window!r} (got {_echo(alert.long_window)})",
+            )
+            for index, alert in enumerate(self.burn_rate_alerts or ())
+            if parse_duration(alert.long_window) > window
+        ]
 
-    def _check_fast_burn_has_page_tier(self) -> None:
+    def _fast_burn_without_page(self) -> list[tuple[_Location, str]]:
         alerts = self.burn_rate_alerts
         if self.policy.trigger == "FastBurn" and alerts and all(a.severity != "page" for a in alerts):
-            raise _FieldProblem(
-                ("burnRateAlerts",), "policy.trigger FastBurn needs at least one entry with severity page"
-            )
+            return [(("burnRateAlerts",), "policy.trigger FastBurn needs at least one entry with severity page")]
+        return []
 
 
 class ObjectMeta(BaseModel):
@@ -365,14 +418,18 @@ def _tiers(spec: ServiceLevelObjectiveSpec, *, window: int, min_step: int) -> tu
     if spec.burn_rate_alerts is None:
         return default_tiers(window, min_step=min_step)
     shortest = 2 * min_step
-    for index, alert in enumerate(spec.burn_rate_alerts):
-        # The same floor default_tiers keeps: a rate() over fewer than two samples is no data.
-        if parse_duration(alert.short_window) < shortest:
-            raise SpecError(
-                f"spec.burnRateAlerts[{index}].shortWindow",
-                f"must be at least {format_duration(shortest)}, twice the operator's min step"
-                f" (got {_echo(alert.short_window)})",
-            )
+    # The same floor default_tiers keeps: a rate() over fewer than two samples is no data.
+    too_short = [
+        FieldError(
+            f"spec.burnRateAlerts[{index}].shortWindow",
+            f"must be at least {format_duration(shortest)}, twice the operator's min step"
+            f" (got {_echo(alert.short_window)})",
+        )
+        for index, alert in enumerate(spec.burn_rate_alerts)
+        if parse_duration(alert.short_window) < shortest
+    ]
+    if too_short:
+        raise SpecError(*too_short)
     return tuple(alert.to_domain() for alert in spec.burn_rate_alerts)
 
 
@@ -381,31 +438,84 @@ def objective_from_resource(resource: Mapping[str, object], *, min_step: int) ->
     try:
         parsed = ServiceLevelObjectiveResource.model_validate(resource, by_alias=True, by_name=False)
     except ValidationError as err:
-        raise _first_spec_error(err) from None
+        raise SpecError(*_field_errors(err, resource)) from None
     return parsed.to_objective(min_step=min_step)
 
 
-def _first_spec_error(error: ValidationError) -> SpecError:
-    details = error.errors()[0]
-    location, message = _describe(details)
-    return SpecError(_dotted(location) or "object", message)
+def _field_errors(error: ValidationError, resource: Mapping[str, object]) -> list[FieldError]:
+    """Every problem, unknown fields first: a typo also makes its field missing, and the typo is the news."""
+    unknown: list[FieldError] = []
+    meant: set[_Location] = set()
+    for details in error.errors():
+        if details["type"] == "extra_forbidden":
+            *parent, key = details["loc"]
+            suggestion = _near_miss(str(key), parent=tuple(parent), resource=resource)
+            if suggestion is None:
+                message = "unknown field (field names are camelCase, as in docs/spec.md)"
+            else:
+                message = f"unknown field; did you mean {suggestion!r}?"
+                meant.add((*parent, suggestion))
+            unknown.append(FieldError(_dotted(details["loc"]), message))
+    others = [
+        FieldError(_dotted(location) or "object", message)
+        for details in error.errors()
+        if details["type"] != "extra_forbidden" and not (details["type"] == "missing" and details["loc"] in meant)
+        for location, message in _describe(details)
+    ]
+    return [*unknown, *others]
 
 
-def _describe(details: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
+def _near_miss(key: str, *, parent: _Location, resource: Mapping[str, object]) -> str | None:
+    """The field at `parent` that `key` most likely misspells, among those not set there already."""
+    node: Any = resource
+    for part in parent:
+        node = node[part]
+    candidates = {_loose(name): name for name in _field_names(parent) if name not in node}
+    matches = difflib.get_close_matches(_loose(key), candidates, n=1, cutoff=_NEAR_MISS)
+    return candidates[matches[0]] if matches else None
+
+
+def _loose(name: str) -> str:
+    """Spelling that ignores case and separators, so `scale_to` is `scaleTo`."""
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _field_names(location: _Location) -> list[str]:
+    """The field names, as users write them, of the model at `location` in a resource."""
+    model: type[BaseModel] = ServiceLevelObjectiveResource
+    for part in location:
+        if isinstance(part, str):  # an index keeps the list's item model
+            inner = _model_in(_by_alias(model)[part].annotation)
+            assert inner is not None  # only models forbid extra fields, so every step on the way is one
+            model = inner
+    return list(_by_alias(model))
+
+
+def _by_alias(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model in an annotation such as `Annotated[list[BurnRateAlertSpec], ...] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = (_model_in(argument) for argument in get_args(annotation))
+    return next((model for model in models if model is not None), None)
+
+
+def _describe(details: ErrorDetails) -> list[tuple[_Location, str]]:
     location = details["loc"]
     cause = details.get("ctx", {}).get("error")
-    if isinstance(cause, _FieldProblem):
-        return (*location, *cause.location), cause.message
+    if isinstance(cause, _FieldProblems):
+        return [((*location, *where), message) for where, message in cause.problems]
     if isinstance(cause, ValueError):
-        return location, str(cause)
+        return [(location, str(cause))]
     if details["type"] == "missing":
-        return location, "is required"
-    if details["type"] == "extra_forbidden":
-        return location, "unknown field (field names are camelCase, as in docs/spec.md)"
+        return [(location, "is required")]
     if details["type"] in {"model_type", "model_attributes_type", "dict_type"}:
-        return location, f"must be a mapping (got {_echo(details['input'])})"
+        return [(location, f"must be a mapping (got {_echo(details['input'])})")]
     message = _PYDANTIC_PHRASING.sub("must", details["msg"]).replace(" after validation", "")
-    return location, f"{message} (got {_echo(details['input'])})"
+    return [(location, f"{message} (got {_echo(details['input'])})")]
 
 
 def _dotted(location: Sequence[str | int]) -> str:
@@ -445,7 +555,7 @@ def status_from_evaluation(evaluation: Evaluation, *, digits: int) -> dict[str, 
             for alert in evaluation.alerts
         ],
         "timeToExhaustion": _round(evaluation.time_to_exhaustion, digits),
-        "evaluatedAt": _rfc3339(evaluation.evaluated_at),
+        "evaluatedAt": rfc3339(evaluation.evaluated_at),
     }
 
 
@@ -466,9 +576,3 @@ def _burn_rates(rates: Mapping[int, float | None] | None, digits: int) -> dict[s
     if rates is None:
         return None
     return {format_duration(window): _round(rate, digits) for window, rate in sorted(rates.items())}
-
-
-def _rfc3339(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"evaluated_at must be timezone-aware, got {moment.isoformat()}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

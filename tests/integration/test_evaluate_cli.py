@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.support.datasets import ABSENT_JOB, EXPECTED, LATENCY_THRESHOLD, NOW, WINDOWS
+from tests.support.datasets import ABSENT_JOB, EXPECTED, LATENCY_THRESHOLD, NOW, REQUESTS, WINDOWS
+from tests.support.openmetrics import CounterSeries, Document, PiecewiseRate, Resolution, backfill, sample_times
 from tests.support.prometheus import PrometheusServer
 
 from slo_guard.cli import main
@@ -186,8 +187,68 @@ def test_table_output_reads_like_kubectl(
     lines = capsys.readouterr().out.splitlines()
     assert code == 1
     assert lines[0].split()[:7] == ["NAMESPACE", "NAME", "OBJECTIVE", "WINDOW", "SLI", "BUDGET", "STATE"]
-    assert lines[1].split()[:7] == ["shop", "steady-availability", "99.9%", "30d", "99.950%", "50.0%", "Healthy"]
+    assert lines[1].split()[:7] == ["shop", "steady-availability", "99.9%", "30d", "99.950%", "+50.0%", "Healthy"]
     assert lines[2].split()[:7] == ["shop", "exhausted-availability", "99.9%", "30d", "99.800%", "-100.0%", "Exhausted"]
+
+
+SHORT_WINDOW_ERRORS = {"half-budget": 1, "on-budget": 2, "over-budget": 3}
+"""Job -> errors per second out of 32 requests/s over the last 2 minutes (1 before): burn 0.5, 1 and 1.5 for a
+93.75 % objective, whose budget 1/16 is exact, as are all these rates."""
+
+
+@pytest.fixture(scope="module")
+def short_window_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """An hour of the SHORT_WINDOW_ERRORS jobs at 15 s resolution, ending at NOW."""
+    end = NOW.timestamp()
+    start, change = end - 3600, end - 120
+    times = sample_times(start=start, end=end, resolutions=[Resolution(since=start, step=15)])
+    series = [
+        CounterSeries({"job": job, "code": code}, PiecewiseRate.constant(before, since=start).then(after, since=change))
+        for job, errors in SHORT_WINDOW_ERRORS.items()
+        for code, before, after in (("500", 1, errors), ("200", 31, 32 - errors))
+    ]
+    document = Document()
+    document.counter(REQUESTS, series, times=times)
+    workdir = tmp_path_factory.mktemp("short-window-prometheus")
+    backfill(document.text(), workdir / "data")
+    with PrometheusServer(workdir) as server:
+        yield server
+
+
+def short_window_slo(job: str) -> dict[str, Any]:
+    """A 10m SLO: with the default --min-step 30s every tier reads 1m windows."""
+    slo = ratio_slo(job)
+    slo["spec"].update(objective=93.75, window="10m")
+    return slo
+
+
+@pytest.mark.parametrize(("job", "burn"), [("half-budget", 0.5), ("on-budget", 1.0)])
+def test_a_short_window_slo_at_or_under_its_budget_rate_is_not_burning(
+    job: str,
+    burn: float,
+    short_window_prometheus: PrometheusServer,
+    write_slos: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, [row] = evaluate_json(capsys, short_window_prometheus, write_slos(short_window_slo(job)))
+    status = row["status"]
+    assert status["burnRates"]["1m"] == burn
+    assert [alert["firing"] for alert in status["alerts"]] == [False] * 4
+    assert status["state"] == "Healthy", status["message"]
+    assert code == 0
+
+
+def test_a_short_window_slo_over_its_budget_rate_is_burning(
+    short_window_prometheus: PrometheusServer, write_slos: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, [row] = evaluate_json(capsys, short_window_prometheus, write_slos(short_window_slo("over-budget")))
+    status = row["status"]
+    # 10m: (8m at 1/32 + 2m at 3/32) / 10m = 0.04375 of requests failed, 0.7 of the budget.
+    assert status["errorBudget"]["remaining"] == pytest.approx(0.3)
+    assert status["burnRates"]["1m"] == 1.5
+    assert [alert["firing"] for alert in status["alerts"]] == [True] * 4
+    assert status["state"] == "Burning"
+    assert code == 0
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -233,8 +294,10 @@ BAD_INPUTS: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     (
         "second-document-bad",
-        yaml.safe_dump_all([ratio_slo("steady"), {**ratio_slo("spike"), "spec": {"objective": 99}}]),
-        ("document 2", "spike-availability", "spec."),
+        yaml.safe_dump_all(
+            [ratio_slo("steady"), {**ratio_slo("spike"), "spec": {**ratio_slo("spike")["spec"], "objective": 100}}]
+        ),
+        ("document 2", "spike-availability", "spec.objective"),
     ),
 ]
 
@@ -289,3 +352,45 @@ def test_usage_errors_are_one_line(args: list[str], needle: str, tmp_path: Path)
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert needle in line
+
+
+def test_every_mistake_in_every_file_is_one_line_each_in_one_run(tmp_path: Path) -> None:
+    four_mistakes = ratio_slo("spike")
+    spec = four_mistakes["spec"]
+    spec["objectve"] = spec.pop("objective")
+    spec.update(window="30x", policy={"mode": "enforce"})
+    spec["targets"][0]["name"] = "Spike_v2"
+    first = tmp_path / "slos.yaml"
+    first.write_text(yaml.safe_dump_all([ratio_slo("steady"), four_mistakes]))
+    second = tmp_path / "more.yaml"
+    second.write_text(yaml.safe_dump({**ratio_slo("idle"), "spec": {**ratio_slo("idle")["spec"], "objective": 100}}))
+
+    result = run_cli("evaluate", str(first), str(second), "--prometheus", "http://127.0.0.1:9")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    spike = f"slo-guard: error: {first}: document 2 (spike-availability): "
+    assert result.stderr.splitlines() == [
+        spike + "spec.objectve: unknown field; did you mean 'objective'?",
+        spike + "spec.window: invalid duration '30x': unknown unit 'x' (use y w d h m s ms)",
+        spike + "spec.targets[0].name: must be a DNS subdomain: lowercase letters, digits, '-' and '.', alphanumeric"
+        " at both ends (got 'Spike_v2')",
+        spike + "spec.policy.mode: must be 'Enforce' or 'DryRun' (got 'enforce')",
+        f"slo-guard: error: {second}: document 1 (idle-availability): spec.objective: must be less than 100 (got 100)",
+    ]
+
+
+def test_table_shows_budget_as_signed_percent_remaining_and_no_number_as_n_a(
+    dataset_prometheus: PrometheusServer, write_slos: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_slos(ratio_slo("spike"), ratio_slo("idle"))
+    main(["evaluate", str(path), "--prometheus", dataset_prometheus.url, "--at", str(NOW.timestamp())])
+    spike, idle = (line.split() for line in capsys.readouterr().out.splitlines()[1:])
+    remaining = EXPECTED["spike"].budget_remaining()
+    assert remaining is not None
+    assert spike[5].startswith("+")
+    assert spike[5].endswith("%")
+    assert len(spike[5].split(".")[1]) == len("3%"), "one decimal"
+    assert float(spike[5][:-1]) == pytest.approx(remaining * 100, rel=REL)
+    assert spike[6] == "Burning"
+    assert idle[4:7] == ["n/a", "n/a", "Unknown"]

@@ -34,7 +34,13 @@ from slo_guard.domain.model import (
     Target,
 )
 from slo_guard.domain.windows import default_tiers
-from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
+from slo_guard.resources import (
+    MAX_TARGETS,
+    SPEC_ERROR_LIMIT,
+    SpecError,
+    objective_from_resource,
+    status_from_evaluation,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MIN_STEP = 30
@@ -240,9 +246,121 @@ def test_an_error_is_one_line_and_echoes_long_values_shortened() -> None:
     assert len(str(error)) < 300
 
 
-def test_only_the_first_problem_is_reported() -> None:
-    error = _rejection(_changed(_spec(objective=100, window="30x")))
-    assert str(error) == "spec.objective: must be less than 100 (got 100)"
+def _renamed(*path: str | int, old: str, new: str) -> Callable[[dict[str, Any]], object]:
+    """Move a field to a misspelled name, as a user's typo would."""
+
+    def rename(resource: dict[str, Any]) -> None:
+        node: Any = resource
+        for part in path:
+            node = node[part]
+        node[new] = node.pop(old)
+
+    return rename
+
+
+def _with_alerts(*alerts: dict[str, Any]) -> Callable[[dict[str, Any]], object]:
+    return _spec(burnRateAlerts=[dict(alert) for alert in alerts])
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_renamed("spec", old="objective", new="objectve"), "spec.objectve: unknown field; did you mean 'objective'?"),
+        (_renamed(old="spec", new="specc"), "specc: unknown field; did you mean 'spec'?"),
+        (
+            lambda resource: resource["spec"].update(policy={"resumeAbov": 0.1}),
+            "spec.policy.resumeAbov: unknown field; did you mean 'resumeAbove'?",
+        ),
+        (
+            _spec(policy={"action": "Scale", "scale_to": 3}),
+            "spec.policy.scale_to: unknown field; did you mean 'scaleTo'?",
+        ),
+        (
+            _with_alerts({"severity": "page", "longwindow": "1h", "shortWindow": "5m", "factor": 14.4}),
+            "spec.burnRateAlerts[0].longwindow: unknown field; did you mean 'longWindow'?",
+        ),
+    ],
+    ids=["required-field", "top-level", "optional-field", "snake-case", "in-a-list"],
+)
+def test_a_misspelled_field_is_named_with_the_field_it_nearly_matches(
+    change: Callable[[dict[str, Any]], object], expected: str
+) -> None:
+    error = _rejection(_changed(change))
+    assert [str(problem) for problem in error.errors] == [expected]
+    assert str(error) == expected
+
+
+def test_an_unknown_field_suggests_only_fields_not_already_set() -> None:
+    error = _rejection(_changed(_spec(windw="7d")))
+    assert str(error) == "spec.windw: unknown field (field names are camelCase, as in docs/spec.md)"
+
+
+def test_every_problem_is_reported_unknown_fields_first() -> None:
+    def four_mistakes(resource: dict[str, Any]) -> None:
+        spec = resource["spec"]
+        spec["objectve"] = spec.pop("objective")
+        spec.update(window="30x", policy={"mode": "enforce"})
+        spec["targets"][1]["name"] = "Cart_v2"
+
+    error = _rejection(_changed(four_mistakes))
+    assert [str(problem) for problem in error.errors] == [
+        "spec.objectve: unknown field; did you mean 'objective'?",
+        "spec.window: invalid duration '30x': unknown unit 'x' (use y w d h m s ms)",
+        "spec.targets[1].name: must be a DNS subdomain: lowercase letters, digits, '-' and '.', alphanumeric at both"
+        " ends (got 'Cart_v2')",
+        "spec.policy.mode: must be 'Enforce' or 'DryRun' (got 'enforce')",
+    ]
+    assert (error.field, error.message) == ("spec.objectve", "unknown field; did you mean 'objective'?")
+    assert str(error) == "; ".join(str(problem) for problem in error.errors)
+
+
+def test_every_broken_rule_between_fields_is_reported() -> None:
+    def tangled(resource: dict[str, Any]) -> None:
+        cart = {"kind": "Deployment", "name": "cart"}
+        too_long = {"severity": "ticket", "longWindow": "1d", "shortWindow": "2h", "factor": 3}
+        resource["spec"].update(
+            window="12h",
+            targets=[cart, cart, cart],
+            burnRateAlerts=[too_long, too_long],
+            policy={"trigger": "FastBurn"},
+        )
+
+    error = _rejection(_changed(tangled))
+    assert [problem.field for problem in error.errors] == [
+        "spec.targets[1]",
+        "spec.targets[2]",
+        "spec.burnRateAlerts[0].longWindow",
+        "spec.burnRateAlerts[1].longWindow",
+        "spec.burnRateAlerts",
+    ]
+
+
+def test_every_window_under_the_operator_min_step_is_reported() -> None:
+    fast = {**PAGE_1H, "shortWindow": "45s"}
+    error = _rejection(_changed(_with_alerts(PAGE_1H, fast, fast)))
+    assert [problem.field for problem in error.errors] == [
+        "spec.burnRateAlerts[1].shortWindow",
+        "spec.burnRateAlerts[2].shortWindow",
+    ]
+
+
+def test_the_joined_message_stays_short_enough_for_an_event_and_counts_the_rest() -> None:
+    bad_names = [{"kind": "Deployment", "name": f"App_{index}"} for index in range(MAX_TARGETS)]
+    error = _rejection(_changed(_spec(targets=bad_names)))
+    text = str(error)
+    shown = text.split("; and ", maxsplit=1)[0].split("; ")
+    assert len(error.errors) == MAX_TARGETS
+    assert len(text) <= SPEC_ERROR_LIMIT
+    assert shown == [str(problem) for problem in error.errors[: len(shown)]]
+    assert text.endswith(f"; and {MAX_TARGETS - len(shown)} more")
+    assert 1 < len(shown) < MAX_TARGETS
+
+
+def test_one_huge_problem_is_cut_to_the_bound_too() -> None:
+    error = _rejection(_changed(_spec(**{"x" * 2 * SPEC_ERROR_LIMIT: 1})))
+    assert len(str(error)) == SPEC_ERROR_LIMIT
+    assert str(error).startswith("spec.xxx")
+    assert str(error).endswith("…")
 
 
 def test_namespace_defaults_like_kubectl() -> None:

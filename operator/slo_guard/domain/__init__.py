@@ -7,4 +7,6 @@
 - `promql`: the exact queries sent to Prometheus (pinned by tests/golden/).
 - `evaluation`: SLI, error budget, burn rates and the verdict, with missing data kept Unknown.
 - `policy`: the error-budget policy as a pure function of the evaluation and the target's state.
+- `display`: numbers as people read them (the budget as a signed percent).
+- `timestamps`: RFC 3339 text for every moment slo-guard writes.
 """
