@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "servicelevelobjectives.yaml"
 SHIPPED_CRDS = (
     REPO / "manifests" / "crds" / "servicelevelobjectives.yaml",
-    REPO / "manifests" / "crds" / "kopfpeerings.yaml",
+    REPO / "manifests" / "kopf-peering" / "kopfpeerings.yaml",
 )
-"""The CRDs as `kubectl apply -k manifests/crds` installs them."""
+"""The CRDs as `kubectl apply -k manifests/crds` and `-k manifests/kopf-peering` install them."""
 RBAC_MODULE = "test_rbac.py"
 """Reads what every other scenario made the operators send, so it runs last."""
 SERVICE_POOL = 24
@@ -101,6 +102,18 @@ class OperatorProcess:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended by itself; None while it runs."""
+        return None if self._process is None else self._process.poll()
+
+    def readiness(self) -> tuple[int, str]:
+        """/readyz's status code and text."""
+        try:
+            with urllib.request.urlopen(self.health_url + "/readyz", timeout=2) as response:  # noqa: S310
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
 
     def is_ready(self) -> bool:
         """Whether /readyz answers 200 now."""
@@ -240,14 +253,23 @@ class PrivateClusters:
 
     @contextlib.contextmanager
     def cluster(
-        self, name: str, *, watched_namespace: str | None, manifests: Sequence[Path]
+        self,
+        name: str,
+        *,
+        watched_namespace: str | None,
+        manifests: Sequence[Path],
+        kopf_peering: bool = True,
     ) -> Iterator[PrivateCluster]:
-        """An emulator with the CRDs of manifests/crds and the objects in the `manifests` YAML files."""
+        """An emulator with those CRDs and the objects in the `manifests` YAML files.
+
+        Without `kopf_peering` the cluster has only slo-guard's CRD: it was never prepared for kopf.
+        """
         workdir = self.workdir / name
         workdir.mkdir()
         helpers: list[subprocess.Popen[bytes]] = []
         try:
-            url, kubeconfig, emulator = _emulator(workdir, helpers, crds=SHIPPED_CRDS)
+            crds = SHIPPED_CRDS if kopf_peering else (CRD,)
+            url, kubeconfig, emulator = _emulator(workdir, helpers, crds=crds, kopf_peering=kopf_peering)
             cluster = PrivateCluster(workdir, KubeClient(url), emulator, kubeconfig, self.prometheus, watched_namespace)
             for path in manifests:
                 for body in _documents(path):
@@ -276,10 +298,12 @@ def private_clusters(world: World, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _emulator(
-    workdir: Path, helpers: list[subprocess.Popen[bytes]], *, crds: Sequence[Path] = (CRD,)
+    workdir: Path, helpers: list[subprocess.Popen[bytes]], *, crds: Sequence[Path] = (CRD,), kopf_peering: bool = True
 ) -> tuple[str, Path, EmulatorClient]:
     url_file = workdir / "emulator.url"
     crd_args = [arg for crd in crds for arg in ("--crd", str(crd))]
+    if not kopf_peering:
+        crd_args.append("--no-kopf-peering")
     with (workdir / "emulator.log").open("ab") as log:
         helpers.append(
             subprocess.Popen(

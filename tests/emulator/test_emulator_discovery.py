@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.emulator import KubeEmulator
+from tests.support.emulator import KubeEmulator, running_emulator
 from tests.support.emulator_tables import human_duration
 from tests.support.kube import ApiStatusError, KubeClient
 
@@ -156,3 +156,14 @@ def test_tables_without_printer_columns_show_name_and_age(kube: KubeClient) -> N
 )
 def test_ages_read_like_kubectl(seconds: int, shown: str) -> None:
     assert human_duration(seconds) == shown
+
+
+def test_a_cluster_never_prepared_for_kopf_serves_no_peering_group() -> None:
+    # Like a fresh cluster: kopf.dev exists only once someone installs kopf's CRDs.
+    with running_emulator(kopf_peering=False) as emulator:
+        kube = KubeClient(str(emulator.url))
+        with pytest.raises(ApiStatusError) as missing:
+            kube.request("GET", "/apis/kopf.dev/v1")
+        assert missing.value.status == 404
+        groups = {group["name"] for group in kube.request("GET", "/apis")["groups"]}
+        assert "kopf.dev" not in groups

@@ -50,6 +50,8 @@ def test_generation_counts_only_changes_outside_metadata_and_status(kube: KubeCl
     )
     resized = kube.patch_object(*WIDGET, "gizmo", {"spec": {"size": 4}}, namespace="default")
     assert [obj["metadata"]["generation"] for obj in (labelled, with_status, resized)] == [1, 1, 2]
+    unchanged = kube.patch_object(*WIDGET, "gizmo", {"spec": {"size": 4}}, namespace="default")
+    assert unchanged["metadata"]["generation"] == 2, "a patch that changes nothing is a no-op"
 
 
 def test_deployment_generation_also_counts_annotation_changes(kube: KubeClient) -> None:

@@ -12,6 +12,7 @@ import functools
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
+import yaml
 from tests.support.kube import kustomize
 
 from slo_guard.adapters.rulesink import PROMETHEUS_RULE_GROUP, PROMETHEUS_RULE_PLURAL
@@ -35,6 +37,9 @@ TREES = {
     "namespaced": MANIFESTS / "overlays" / "namespaced",
     "prometheus-operator": MANIFESTS / "overlays" / "prometheus-operator",
 }
+"""The installs; each expects kopf's peering CRDs from KOPF_PEERING, applied before it and never deleted with it."""
+KOPF_PEERING = MANIFESTS / "kopf-peering"
+KOPF_GROUP = "kopf.dev"
 KUBERNETES_VERSION = "1.32"
 OPERATOR = "slo-guard"
 SLO_CRD = "servicelevelobjectives.yaml"
@@ -48,6 +53,10 @@ DOC_BASE_PATH = "../slo-guard/manifests"
 """Where install.md's example kustomizations expect slo-guard's manifests/."""
 DOC_NAMESPACED_PROMETHEUS_OPERATOR = "# kustomization.yaml: the namespaced install with the Prometheus Operator\n"
 """The first line of install.md's namespaced example with components/prometheus-operator."""
+DOC_PROMETHEUS_PATCH = "# prometheus.yaml"
+"""The first line of install.md's patch for a Prometheus elsewhere, which its own kustomization lists by file name."""
+IMAGE_LINE = "    newName: slo-guard\n"
+"""The one line of manifests/operator/kustomization.yaml that says which registry the image comes from."""
 MANAGED_RULES_ENV = "SLO_GUARD_RULES_PROMETHEUSRULE"
 MANAGED_RULES_LABELS_ENV = "SLO_GUARD_RULES_PROMETHEUSRULE_LABELS"
 
@@ -145,10 +154,10 @@ def test_built_in_objects_pass_strict_schema_validation(tree: str) -> None:
 
 
 @pytest.mark.parametrize("tree", TREES)
-def test_custom_resources_have_their_crd_in_the_same_install(tree: str) -> None:
+def test_custom_resources_have_their_crd_in_the_same_install_or_kopf_peering(tree: str) -> None:
     served = {
         (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"]): crd["spec"]["scope"]
-        for crd in objects(tree, "CustomResourceDefinition")
+        for crd in objects(tree, "CustomResourceDefinition") + objects(KOPF_PEERING, "CustomResourceDefinition")
         for version in crd["spec"]["versions"]
         if version["served"]
     }
@@ -159,7 +168,8 @@ def test_custom_resources_have_their_crd_in_the_same_install(tree: str) -> None:
 
 
 def _custom_kinds(tree: Tree) -> set[str]:
-    return {crd["spec"]["names"]["kind"] for crd in objects(tree, "CustomResourceDefinition")} | FOREIGN_CUSTOM_KINDS
+    crds = objects(tree, "CustomResourceDefinition") + objects(KOPF_PEERING, "CustomResourceDefinition")
+    return {crd["spec"]["names"]["kind"] for crd in crds} | FOREIGN_CUSTOM_KINDS
 
 
 def test_shipped_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
@@ -170,13 +180,31 @@ def test_shipped_crd_is_a_byte_for_byte_copy_of_the_source() -> None:
 
 @pytest.mark.parametrize(("plural", "scope"), [("clusterkopfpeerings", "Cluster"), ("kopfpeerings", "Namespaced")])
 def test_peering_crds_are_the_ones_kopf_watches(plural: str, scope: str) -> None:
-    crds = {crd["metadata"]["name"]: crd for crd in objects("base", "CustomResourceDefinition")}
+    crds = {crd["metadata"]["name"]: crd for crd in objects(KOPF_PEERING, "CustomResourceDefinition")}
     crd = crds[f"{plural}.kopf.dev"]
     assert (crd["spec"]["group"], crd["spec"]["names"]["plural"], crd["spec"]["scope"]) == ("kopf.dev", plural, scope)
     (version,) = crd["spec"]["versions"]
     assert version["name"] == "v1"
     # With a status subresource kopf would patch /status, which the RBAC rules do not grant.
     assert "status" not in version.get("subresources", {})
+
+
+def test_kopf_peering_holds_kopfs_crds_and_nothing_of_slo_guards() -> None:
+    """Shared with every kopf operator: nothing in it may carry slo-guard's labels or go with its uninstall."""
+    for item in render(KOPF_PEERING):
+        assert item["kind"] == "CustomResourceDefinition"
+        assert item["spec"]["group"] == KOPF_GROUP
+        assert "app.kubernetes.io/part-of" not in item["metadata"].get("labels", {})
+    assert len(render(KOPF_PEERING)) == 2
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_deleting_an_install_leaves_the_shared_peering_crds(tree: str) -> None:
+    """`kubectl delete -k` removes what the tree renders: kopf's CRDs must not be in it, or every other kopf
+    operator's peering objects would go with them."""
+    groups = {crd["spec"]["group"] for crd in objects(tree, "CustomResourceDefinition")}
+    assert KOPF_GROUP not in groups
+    assert groups == {"sloguard.io"}
 
 
 # RBAC
@@ -349,6 +377,28 @@ def _project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 
 
+def test_one_line_moves_every_install_to_another_registry(tmp_path: Path) -> None:
+    """docs/install.md: after pushing the image, change newName in manifests/operator/kustomization.yaml."""
+    copy = shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    kustomization = copy / "operator" / "kustomization.yaml"
+    text = kustomization.read_text(encoding="utf-8")
+    assert text.count(IMAGE_LINE) == 1
+    kustomization.write_text(text.replace(IMAGE_LINE, "    newName: registry.example/team/slo-guard\n"), "utf-8")
+    for tree in TREES.values():
+        rendered = copy / tree.relative_to(MANIFESTS)
+        assert container(rendered)["image"] == f"registry.example/team/slo-guard:{_project_version()}", tree
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_an_images_entry_in_your_own_kustomization_sets_the_image(tree: str, tmp_path: Path) -> None:
+    own = {
+        "resources": [os.path.relpath(TREES[tree], tmp_path)],
+        "images": [{"name": "slo-guard", "newName": "registry.example/slo-guard", "newTag": "1.2.3"}],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(own), encoding="utf-8")
+    assert container(tmp_path)["image"] == "registry.example/slo-guard:1.2.3"
+
+
 # Network
 
 
@@ -377,28 +427,40 @@ def _prometheus(tree: Tree = "base") -> tuple[str, str, int]:
     return f"namespace {namespace}", "TCP", url.port or (443 if url.scheme == "https" else 80)
 
 
-def test_network_policy_selects_the_operator_and_limits_both_directions() -> None:
-    policy = one("base", "NetworkPolicy")["spec"]
+def _allowed(tree: Tree, direction: str) -> set[tuple[str, str, int]]:
+    """What the operator's NetworkPolicies let through in `direction` (ingress or egress): they add up."""
+    peer_key = "from" if direction == "ingress" else "to"
+    return {
+        allowed
+        for policy in objects(tree, "NetworkPolicy")
+        for allowed in _peers_and_ports(policy["spec"].get(direction, []), peer_key)
+    }
+
+
+API_SERVER_AND_DNS = {
+    ("anywhere", "TCP", 443),
+    ("anywhere", "TCP", 6443),
+    ("namespace kube-system", "UDP", 53),
+    ("namespace kube-system", "TCP", 53),
+}
+
+
+def test_network_policies_select_the_operator_and_limit_both_directions() -> None:
     pod_labels = one("base", "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    policies = objects("base", "NetworkPolicy")
+    for policy in policies:
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert {kind for policy in policies for kind in policy["spec"]["policyTypes"]} == {"Egress", "Ingress"}
 
 
 def test_network_policy_lets_in_only_the_metrics_and_probe_port() -> None:
-    assert _peers_and_ports(one("base", "NetworkPolicy")["spec"]["ingress"], "from") == {
-        ("anywhere", "TCP", HEALTH_PORT)
-    }
+    assert _allowed("base", "ingress") == {("anywhere", "TCP", HEALTH_PORT)}
 
 
-def test_network_policy_lets_out_only_the_api_server_prometheus_and_dns() -> None:
-    assert _peers_and_ports(one("base", "NetworkPolicy")["spec"]["egress"], "to") == {
-        ("anywhere", "TCP", 443),
-        ("anywhere", "TCP", 6443),
-        ("namespace kube-system", "UDP", 53),
-        ("namespace kube-system", "TCP", 53),
-        _prometheus(),
-    }
-    assert _prometheus() == ("namespace monitoring", "TCP", 9090)
+@pytest.mark.parametrize("tree", TREES)
+def test_network_policy_lets_out_only_the_api_server_prometheus_and_dns(tree: str) -> None:
+    assert _allowed(tree, "egress") == API_SERVER_AND_DNS | {_prometheus(tree)}
+    assert _prometheus(tree) == ("namespace monitoring", "TCP", 9090)
 
 
 def test_metrics_service_reaches_the_pod_port() -> None:
@@ -477,14 +539,23 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
 # The example in docs/install.md
 
 
-def _write_documented(first_line: str, directory: Path) -> Path:
-    """The install.md example starting with `first_line`, beside a path to this checkout's manifests/."""
+def _documented(first_line: str) -> str:
+    """The install.md example starting with `first_line`."""
     pattern = "```yaml\n(" + re.escape(first_line) + ".*?)```"
     blocks = re.findall(pattern, INSTALL_DOC.read_text(encoding="utf-8"), re.S)
     assert len(blocks) == 1, f"install.md should hold one example starting {first_line!r}"
-    assert DOC_BASE_PATH in blocks[0]
-    text = blocks[0].replace(DOC_BASE_PATH, os.path.relpath(MANIFESTS, directory))
-    (directory / "kustomization.yaml").write_text(text, encoding="utf-8")
+    return str(blocks[0])
+
+
+def _write_documented(first_line: str, directory: Path) -> Path:
+    """The install.md kustomization starting with `first_line`, beside a path to this checkout's manifests/, and
+    install.md's prometheus.yaml patch, which such a kustomization may list."""
+    text = _documented(first_line)
+    assert DOC_BASE_PATH in text
+    (directory / "kustomization.yaml").write_text(
+        text.replace(DOC_BASE_PATH, os.path.relpath(MANIFESTS, directory)), encoding="utf-8"
+    )
+    (directory / "prometheus.yaml").write_text(_documented(DOC_PROMETHEUS_PATCH), encoding="utf-8")
     return directory
 
 
@@ -492,6 +563,35 @@ def _write_documented(first_line: str, directory: Path) -> Path:
 def documented_kustomization(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """install.md's "your own kustomization"."""
     return _write_documented("# kustomization.yaml\n", tmp_path_factory.mktemp("documented"))
+
+
+@pytest.fixture(scope="module")
+def documented_prometheus_patch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """manifests/ with nothing but install.md's prometheus.yaml on top."""
+    directory = tmp_path_factory.mktemp("prometheus-elsewhere")
+    own = {"resources": [os.path.relpath(MANIFESTS, directory)], "patches": [{"path": "prometheus.yaml"}]}
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(own), encoding="utf-8")
+    (directory / "prometheus.yaml").write_text(_documented(DOC_PROMETHEUS_PATCH), encoding="utf-8")
+    return directory
+
+
+def test_the_documented_prometheus_patch_moves_the_url_and_the_egress_together(
+    documented_prometheus_patch: Path,
+) -> None:
+    """One file says where Prometheus is: after it, the operator may reach the new address and only that."""
+    moved = _prometheus(documented_prometheus_patch)
+    namespace, _, port = moved
+    assert namespace != "namespace monitoring"
+    assert port != 9090, "the example should move the port as well"
+    assert _allowed(documented_prometheus_patch, "egress") == API_SERVER_AND_DNS | {moved}
+
+
+def test_shipped_prometheus_patch_is_the_only_place_naming_prometheus() -> None:
+    """deployment.yaml and networkpolicy.yaml leave Prometheus to operator/prometheus.yaml."""
+    for name in ("deployment.yaml", "networkpolicy.yaml"):
+        text = (MANIFESTS / "operator" / name).read_text(encoding="utf-8")
+        assert "9090" not in text, name
+        assert "monitoring" not in text, name
 
 
 @pytest.fixture(scope="module")
@@ -536,6 +636,5 @@ def test_documented_kustomization_wires_token_and_ca_files_from_the_secret(docum
 
 
 def test_documented_kustomization_lets_the_new_prometheus_port_through(documented_kustomization: Path) -> None:
-    egress = one(documented_kustomization, "NetworkPolicy")["spec"]["egress"]
-    assert _prometheus(documented_kustomization) in _peers_and_ports(egress, "to")
+    assert _allowed(documented_kustomization, "egress") == API_SERVER_AND_DNS | {_prometheus(documented_kustomization)}
     assert _prometheus(documented_kustomization) != _prometheus("base")

@@ -899,8 +899,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-dump", type=Path, help="write every object here as JSON on exit")
     parser.add_argument("--url-file", type=Path, help="also write the URL to this file")
     parser.add_argument("--request-log-limit", type=int, help="keep only this many recent requests in the log")
+    parser.add_argument(
+        "--no-kopf-peering", action="store_true", help="a cluster never prepared for kopf: no peering CRDs"
+    )
     args = parser.parse_args(argv)
-    emulator = KubeEmulator(request_log_limit=args.request_log_limit)
+    emulator = KubeEmulator(request_log_limit=args.request_log_limit, kopf_peering=not args.no_kopf_peering)
     for crd in args.crd:
         emulator.load_crd(crd)
     asyncio.run(_serve_until_signalled(emulator, args))
