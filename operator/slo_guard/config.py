@@ -168,6 +168,13 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
     Setting("kube_timeout", 10.0, "Seconds before one Kubernetes API call times out", _positive_float, "SECONDS"),
     Setting("kube_writes_per_second", 20.0, "Token-bucket rate for Kubernetes writes", _positive_float, "RATE"),
     Setting("kube_write_burst", 40, "Token-bucket burst for Kubernetes writes", _positive_int, "N"),
+    Setting(
+        "kube_startup_wait",
+        60,
+        "How long `run` waits at start for the Kubernetes API to answer before it exits non-zero",
+        _seconds,
+        "DURATION",
+    ),
     Setting("standalone", False, "Run without kopf peering (only one replica may run)", _flag),
     Setting(
         "peering_name",

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from slo_guard.domain.display import budget_percent
 from slo_guard.domain.durations import format_duration, parse_duration
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import (
@@ -534,14 +535,17 @@ def status_from_evaluation(evaluation: Evaluation, *, digits: int) -> dict[str, 
     if digits < 1:
         raise ValueError(f"digits must be at least 1, got {digits}")
     unknown = evaluation.state is State.UNKNOWN
+    remaining = _round(evaluation.budget_remaining, digits)
     return {
         "state": evaluation.state.value,
         "reason": evaluation.reason.value if unknown and evaluation.reason is not None else None,
         "message": evaluation.message,
         "sli": _round_sli(evaluation.sli, digits),
         "errorBudget": {
-            "remaining": _round(evaluation.budget_remaining, digits),
+            "remaining": remaining,
             "consumed": _round(evaluation.budget_consumed, digits),
+            # For people (kubectl's Budget column); the fractions above are for machines.
+            "display": budget_percent(remaining),
         },
         "burnRates": _burn_rates(evaluation.burn_rates, digits),
         "alerts": [

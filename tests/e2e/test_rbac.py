@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 from tests.e2e.conftest import REPO, PrivateClusters, World, wait_for
-from tests.e2e.scenario import ACT_TIMEOUT, FAILING, SLO_API, SLO_KIND, deployment, guard
+from tests.e2e.scenario import ACT_TIMEOUT, FAILING, SLO_API, SLO_KIND, deployment, guard, wait_target_state
 from tests.support.emulator import running_emulator
 from tests.support.emulator_log import CallSeen
 from tests.support.kube import USER_AGENT, EmulatorClient, KubeClient, deployment_manifest, kustomize
@@ -169,6 +169,8 @@ def test_a_namespaced_run_scales_and_releases_within_its_namespace(
             return int(deployment(cluster, WATCHED, "web")["spec"]["replicas"])
 
         wait_for(lambda: replicas() == 1, timeout=ACT_TIMEOUT, what="web scaled to 1")
+        # The status write that follows the scale is one of the calls checked below: see it land before deleting.
+        wait_target_state(cluster, WATCHED, "web", "Scaled")
         cluster.kube.delete_object(SLO_API, SLO_KIND, "web", namespace=WATCHED)
         wait_for(lambda: cluster.get(SLO_API, SLO_KIND, "web", WATCHED) is None, timeout=ACT_TIMEOUT, what="SLO gone")
         assert replicas() == 4, "the finalizer restored the replicas"

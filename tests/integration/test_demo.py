@@ -102,7 +102,12 @@ def test_examples_fold_into_one_line_once_two_screens_show_them_unchanged() -> N
 
 def test_events_in_posting_order_with_times_and_each_state_said_once() -> None:
     events = [
-        _event(9, "2026-01-01T00:00:12Z", "StateHealthy", "Exhausted -> Healthy: Healthy: 88.9% consumed over 1m"),
+        _event(
+            9,
+            "2026-01-01T00:00:12Z",
+            "StateHealthy",
+            "Exhausted -> Healthy: Healthy: +11.1% of the error budget left over 1m",
+        ),
         _event(7, "2026-01-01T00:00:04Z", "Paused", "paused Deployment checkout", kind="Deployment"),
         _event(6, "2026-01-01T00:00:04Z", "StateExhausted", "Healthy -> Exhausted: Error budget exhausted"),
     ]
@@ -110,7 +115,7 @@ def test_events_in_posting_order_with_times_and_each_state_said_once() -> None:
     assert [re.sub(r"\s+", " ", line).strip() for line in lines] == [
         "t+ 4s Normal slo/checkout-demo Healthy -> Exhausted Error budget exhausted",
         "t+ 4s Normal deployment/checkout Paused paused Deployment checkout",
-        "t+ 12s Normal slo/checkout-demo Exhausted -> Healthy 88.9% consumed over 1m",
+        "t+ 12s Normal slo/checkout-demo Exhausted -> Healthy +11.1% of the error budget left over 1m",
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.datasets import ABSENT_JOB, EXPECTED, LATENCY_THRESHOLD, NOW, REQUESTS, WINDOWS
+from tests.support.datasets import ABSENT_JOB, EXPECTED, LATENCY_THRESHOLD, NOW, REQUESTS, WINDOWS, ratio_slo
 from tests.support.openmetrics import CounterSeries, Document, PiecewiseRate, Resolution, backfill, sample_times
 from tests.support.prometheus import PrometheusServer
 
@@ -28,25 +28,6 @@ TIERS = (
     ("ticket", "1d", "2h", 3.0),
     ("ticket", "3d", "6h", 1.0),
 )
-
-
-def ratio_slo(job: str, *, name: str | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "sloguard.io/v1alpha1",
-        "kind": "ServiceLevelObjective",
-        "metadata": {"name": name or f"{job}-availability", "namespace": "shop"},
-        "spec": {
-            "objective": 99.9,
-            "window": "30d",
-            "indicator": {
-                "ratio": {
-                    "errors": f'http_requests_total{{job="{job}",code=~"5.."}}',
-                    "total": f'http_requests_total{{job="{job}"}}',
-                }
-            },
-            "targets": [{"kind": "Deployment", "name": job}],
-        },
-    }
 
 
 def latency_slo(threshold: float) -> dict[str, Any]:

@@ -19,15 +19,9 @@ from tests.support.datasets import EXPECTED, HOUR, LATENCY_THRESHOLD, NOW, WINDO
 from tests.support.faults import FaultProxy
 from tests.support.prometheus import REPO_ROOT, PrometheusServer, free_port
 
-from slo_guard.adapters.prometheus import (
-    PrometheusClient,
-    PrometheusSettings,
-    PrometheusUnavailable,
-    QueryError,
-    Sample,
-    UnavailableReason,
-)
+from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.resilience import BreakerState
+from slo_guard.service.ports import PrometheusUnavailable, QueryError, QueryRejected, Sample, UnavailableReason
 from slo_guard.telemetry import OperatorMetrics, PrometheusOutcome
 
 pytestmark = pytest.mark.prometheus
@@ -154,12 +148,16 @@ async def test_series_labels_come_back_per_sample(dataset_prometheus: Prometheus
     assert by_code == pytest.approx({"200": 9.995, "500": 0.005})
 
 
-async def test_a_bad_query_raises_query_error_at_once(proxy: FaultProxy, metrics: OperatorMetrics) -> None:
+async def test_a_bad_query_is_rejected_at_once_with_prometheuss_own_error(
+    proxy: FaultProxy, metrics: OperatorMetrics
+) -> None:
+    bad = "sum(rate(http_requests_total[5m]"
     async with PrometheusClient(settings_for(proxy.url, retries=3), metrics=metrics) as client:
-        with pytest.raises(QueryError) as raised:
-            await client.query("sum(rate(http_requests_total[5m]", at=NOW)
+        with pytest.raises(QueryRejected) as raised:
+            await client.query(bad, at=NOW)
         assert client.breaker_state is BreakerState.CLOSED
     assert raised.value.status == 400
+    assert raised.value.error.endswith("parse error: unclosed left parenthesis"), "the `error` field of the answer"
     assert "parse error" in str(raised.value)
     assert "\n" not in str(raised.value)
     assert len(proxy.requests) == 1
@@ -181,7 +179,7 @@ async def test_an_unreachable_prometheus_is_retried_a_bounded_number_of_times(me
             await client.query("up", at=NOW)
         assert not await client.ready()
     assert raised.value.reason is UnavailableReason.UNREACHABLE
-    assert "Connection refused" in str(raised.value)
+    assert str(raised.value) == f"cannot reach Prometheus at {closed_port}: connection refused"
     assert requests_counted(metrics, PrometheusOutcome.UNAVAILABLE) == 3
 
 
@@ -198,11 +196,16 @@ async def test_breaker_opens_on_an_outage_probes_after_the_cool_down_and_closes_
                 await client.query("vector(1)", at=NOW)
             assert first.value.reason is UnavailableReason.UNREACHABLE
             assert client.breaker_state is BreakerState.CLOSED
-            # Two attempts each: the third failure opens the breaker, the fourth attempt fails fast.
+            # The third failure opens the breaker: that query is not retried into it and tells what failed.
             with pytest.raises(PrometheusUnavailable) as second:
                 await client.query("vector(1)", at=NOW)
-            assert second.value.reason is UnavailableReason.CIRCUIT_OPEN
+            assert second.value.reason is UnavailableReason.UNREACHABLE
             assert client.breaker_state is BreakerState.OPEN
+            # The next query fails fast, naming the cause and the breaker.
+            with pytest.raises(PrometheusUnavailable) as third:
+                await client.query("vector(1)", at=NOW)
+            assert third.value.reason is UnavailableReason.CIRCUIT_OPEN
+            assert str(third.value).startswith(f"{second.value} (circuit breaker open")
             assert breaker_gauge(metrics) == BreakerState.OPEN
             assert requests_counted(metrics, PrometheusOutcome.UNAVAILABLE) == 3
             assert requests_counted(metrics, PrometheusOutcome.CIRCUIT_OPEN) == 1

@@ -10,7 +10,7 @@ import pytest
 from tests.support.emulator import KubeEmulator, running_emulator
 from tests.support.kube import write_kubeconfig
 
-from slo_guard.adapters.kubernetes import KubernetesApi, KubernetesSettings, load_api_client
+from slo_guard.adapters.kubernetes_api import KubernetesApi, KubernetesSettings, load_api_client
 from slo_guard.adapters.rulesink import PrometheusRuleSink, RuleSinkError
 from slo_guard.telemetry import OperatorMetrics
 

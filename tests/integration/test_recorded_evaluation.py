@@ -7,11 +7,13 @@ queries the operator sends are counted by a loopback proxy in front of Prometheu
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from tests.support.exporter import SyntheticService, Traffic
@@ -22,15 +24,18 @@ from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation import error_ratio
-from slo_guard.domain.evaluation_types import State, WindowRates
+from slo_guard.domain.evaluation_types import State, UnknownReason, WindowRates
 from slo_guard.domain.model import Objective, RatioIndicator
 from slo_guard.domain.recording import (
     EVALUATED_RECORD,
     PERIOD_LABEL,
-    SLO_LABEL,
+    QUERY_LABEL,
+    VALUE_RECORD,
     measurement_queries,
+    query_key,
     refresh_period,
 )
+from slo_guard.domain.rules import SLO_LABEL
 from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective, measure
@@ -82,6 +87,10 @@ class World:
 
     def queries_sent(self) -> int:
         return sum(1 for request in self.proxy.requests if request.path.startswith("/api/v1/query"))
+
+    def query_texts(self, *, since: int) -> list[str]:
+        """The PromQL of every query the proxy received after its first `since` requests."""
+        return [parse_qs(urlsplit(request.path).query)["query"][0] for request in self.proxy.requests[since:]]
 
     def reads(self, source: str) -> float:
         return self.metrics.recorded_reads.labels(source=source)._value.get()
@@ -233,6 +242,80 @@ async def test_values_of_rules_that_stopped_running_are_not_used(world: World, c
     await measure(slos[0], fresh, at=datetime.now(UTC), settings=SETTINGS)
     queries = 1 + 2 * len(measurement_queries(slos[0]).windows)
     assert world.reads("direct") - direct_before == queries, "values older than twice their period are not used"
+
+
+async def test_the_value_of_a_rule_that_keeps_failing_is_not_used_while_its_group_still_runs(
+    world: World, client: PrometheusClient
+) -> None:
+    slo = objective("failing-rule", world.services[1], also=',path!="/failing-rule"')
+    rules, source = await write_rules(world, client, [slo])
+    await wait_until_recorded(world, source, [slo])
+    hour = next(window for window in measurement_queries(slo).windows if window.window == HOUR)
+    period = refresh_period(HOUR, interval=1)
+    assert period > 1, "the 1 h window's group runs every 5 s"
+    groups = copy.deepcopy(rules.by_slo())
+    # The 1 h total's rule now fails at every evaluation (many-to-many matching), while the other rules of its
+    # group, its time() among them, keep succeeding. Its last value stays in Prometheus, growing old.
+    for group in groups[slo.key]:
+        for rule in group["rules"]:
+            if rule["labels"].get(QUERY_LABEL) == query_key(hour.total):
+                rule["expr"] = "http_requests_total + on() http_requests_total"
+    await world.sink.write(groups)
+    await asyncio.sleep(2 * period + 1.5)
+
+    sent = len(world.proxy.requests)
+    direct_before = world.reads("direct")
+    at = datetime.now(UTC)
+    measured = await measure(slo, RecordedSource(rules, client, metrics=world.metrics), at=at, settings=SETTINGS)
+    assert hour.total in world.query_texts(since=sent), "a value older than two of its periods is asked directly"
+    assert world.reads("direct") - direct_before >= 1
+    # The service started minutes ago, so its 1 h rate still grows by a few percent every second.
+    [(_, stale)] = world.prometheus.query(
+        f'last_over_time({VALUE_RECORD}{{{QUERY_LABEL}="{query_key(hour.total)}"}}[1m])', at=at
+    )
+    now = world.prometheus.query_value(hour.total, at=at)
+    measured_total = measured.windows[HOUR].total
+    assert now is not None
+    assert measured_total is not None
+    gap = abs(stale - now)
+    assert gap > 0.01 * now, "the failing rule's last value is still there, and wrong"
+    assert abs(measured_total - now) < gap / 2, "the current number, not the stale one"
+
+
+@pytest.mark.parametrize(
+    ("path", "fail_with"),
+    [("/not-prometheus", None), ("", 422)],
+    ids=["wrong-path-404", "batch-rejected-422"],
+)
+async def test_a_failed_batch_read_fails_its_cycle_once_and_the_next_cycle_tries_again(
+    world: World, path: str, fail_with: int | None
+) -> None:
+    """Neither error is worth a retry; a rejected batch is the operator's own query, so no SLO is QueryRejected."""
+    slos = objectives(world, 20)
+    rules = ManagedRules(SETTINGS)
+    for slo in slos:
+        rules.observe(slo)
+    settings = PrometheusSettings(url=f"{world.proxy.url}{path}", timeout=2, retries=1)
+    world.proxy.fail_with = fail_with
+    sent = len(world.proxy.requests)
+    try:
+        async with PrometheusClient(settings, metrics=world.metrics) as prometheus:
+            source = RecordedSource(rules, prometheus, metrics=world.metrics)
+            at = datetime.now(UTC)
+            for cycle in range(2):
+                evaluations = await asyncio.gather(
+                    *(
+                        evaluate_objective(slo, source, at=at + timedelta(seconds=1.5 * cycle), settings=SETTINGS)
+                        for slo in slos
+                    )
+                )
+                unknown = {(e.state, e.reason) for e in evaluations}
+                assert unknown == {(State.UNKNOWN, UnknownReason.PROMETHEUS_UNAVAILABLE)}
+        # Counted once the client has closed: a batch query cancelled when its pair failed may still be on its way.
+        requests = len(world.proxy.requests) - sent
+    finally:
+        world.proxy.fail_with = None
+    assert requests == 4, "the two batch queries once per cycle, and no SLO sends them again"
 
 
 async def test_an_unreachable_prometheus_fails_the_cycle_without_a_query_storm(

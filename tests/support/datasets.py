@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.openmetrics import (
@@ -191,3 +192,23 @@ def dataset_prometheus(dataset_storage: Path, tmp_path_factory: pytest.TempPathF
     storage = shutil.copytree(dataset_storage, workdir / "data")
     with PrometheusServer(workdir, storage_dir=storage) as server:
         yield server
+
+
+def ratio_slo(job: str, *, name: str | None = None) -> dict[str, Any]:
+    """A 99.9 %, 30-day ServiceLevelObjective on one of the dataset's jobs (a 5xx is an error)."""
+    return {
+        "apiVersion": "sloguard.io/v1alpha1",
+        "kind": "ServiceLevelObjective",
+        "metadata": {"name": name or f"{job}-availability", "namespace": "shop"},
+        "spec": {
+            "objective": 99.9,
+            "window": "30d",
+            "indicator": {
+                "ratio": {
+                    "errors": f'http_requests_total{{job="{job}",code=~"5.."}}',
+                    "total": f'http_requests_total{{job="{job}"}}',
+                }
+            },
+            "targets": [{"kind": "Deployment", "name": job}],
+        },
+    }

@@ -28,15 +28,16 @@ class RecordedRequest:
 class FaultProxy:
     """Forwards to `upstream` (e.g. a real Prometheus) unless told to misbehave.
 
-    Change `delay` (seconds before forwarding) or `fail_with` (answer this HTTP status without forwarding)
-    at any time; hold() keeps requests waiting until release(). `requests` lists every request received, in
-    order, and `max_in_flight` the most requests it was ever serving at once. With `upstream=None` every
-    request that is not failed gets 502.
+    Change `delay` (seconds before forwarding), `undelayed` (how many of the first requests skip the delay) or
+    `fail_with` (answer this HTTP status without forwarding) at any time; hold() keeps requests waiting until
+    release(). `requests` lists every request received, in order, and `max_in_flight` the most requests it was
+    ever serving at once. With `upstream=None` every request that is not failed gets 502.
     """
 
     def __init__(self, upstream: str | None, *, delay: float = 0.0, fail_with: int | None = None) -> None:
         self.upstream = upstream.rstrip("/") if upstream else None
         self.delay = delay
+        self.undelayed = 0
         self.fail_with = fail_with
         self._recorded: list[RecordedRequest] = []
         self._in_flight = 0
@@ -100,23 +101,25 @@ class FaultProxy:
     def _answer(self, *, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> _Answer:
         with self._lock:
             self._recorded.append(RecordedRequest(method, path, dict(headers)))
+            position = len(self._recorded)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
-            return self._misbehave_or_forward(method=method, path=path, headers=headers, body=body)
+            return self._misbehave_or_forward(method=method, path=path, headers=headers, body=body, position=position)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
     def _misbehave_or_forward(
-        self, *, method: str, path: str, headers: Mapping[str, str], body: bytes | None
+        self, *, method: str, path: str, headers: Mapping[str, str], body: bytes | None, position: int
     ) -> _Answer:
         self._released.wait()
+        delay = self.delay if position > self.undelayed else 0.0
         if self.fail_with is not None:
             error = {"status": "error", "errorType": "injected", "error": f"FaultProxy answered {self.fail_with}"}
             return _Answer(self.fail_with, "application/json", json.dumps(error).encode())
         # Waiting on the stop event lets stop() end a long delay at once.
-        if self.delay and self._stopping.wait(self.delay):
+        if delay and self._stopping.wait(delay):
             return _Answer(503, "text/plain", b"proxy stopping")
         if self.upstream is None:
             return _Answer(502, "text/plain", b"no upstream")

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.emulator_store import merge_patch
 
 from slo_guard.domain.evaluation_types import AlertStatus, Evaluation, State, UnknownReason
 from slo_guard.domain.model import GROUP, KIND, PLURAL, VERSION, Severity
@@ -308,19 +309,6 @@ def test_admission_lets_through_only_windows_the_operator_can_judge(text: str) -
     )
 
 
-def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386, as kopf's status patch is applied: null removes a key."""
-    merged = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict):
-            merged[key] = _merge_patch(merged.get(key) or {}, value)
-        else:
-            merged[key] = value
-    return merged
-
-
 @pytest.mark.parametrize(
     "evaluation",
     [
@@ -341,11 +329,17 @@ def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
             message="No series match",
             evaluated_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
         ),
+        Evaluation(
+            state=State.UNKNOWN,
+            reason=UnknownReason.QUERY_REJECTED,
+            message="Prometheus rejected one of this SLO's queries: query processing would load too many samples",
+            evaluated_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        ),
     ],
-    ids=["burning", "unknown"],
+    ids=["burning", "unknown", "query-rejected"],
 )
 def test_status_the_operator_writes_fits_the_status_schema(evaluation: Evaluation) -> None:
-    resource = {**BASE, "status": _merge_patch({}, status_from_evaluation(evaluation, digits=3))}
+    resource = {**BASE, "status": merge_patch({}, status_from_evaluation(evaluation, digits=3))}
     assert _errors(resource) == set()
 
 

@@ -473,7 +473,7 @@ def test_status_field_names_and_rounding_to_three_digits() -> None:
         "reason": None,
         "message": "Burning 14.7x over 1h",
         "sli": 0.999512,
-        "errorBudget": {"remaining": 0.512, "consumed": 0.488},
+        "errorBudget": {"remaining": 0.512, "consumed": 0.488, "display": "+51.2%"},
         "burnRates": {"5m": 16.1, "1h": 14.7, "30d": None},
         "alerts": [
             {"severity": "page", "longWindow": "1h", "shortWindow": "5m", "factor": 14.4, "firing": True},
@@ -488,7 +488,7 @@ def test_six_digits_for_the_cli() -> None:
     status = status_from_evaluation(BURNING, digits=6)
     assert (status["sli"], status["errorBudget"], status["timeToExhaustion"]) == (
         0.99951234,
-        {"remaining": 0.512346, "consumed": 0.487654},
+        {"remaining": 0.512346, "consumed": 0.487654, "display": "+51.2%"},
         1_234_570.0,
     )
 
@@ -505,7 +505,7 @@ def test_unknown_status_keeps_reason_and_nulls_every_number() -> None:
     status = status_from_evaluation(unknown, digits=3)
     assert status["reason"] == "StaleData"
     assert [status[key] for key in ("sli", "burnRates", "timeToExhaustion")] == [None, None, None]
-    assert status["errorBudget"] == {"remaining": None, "consumed": None}
+    assert status["errorBudget"] == {"remaining": None, "consumed": None, "display": "n/a"}
     assert status["alerts"] == []
 
 
@@ -522,7 +522,7 @@ def test_status_is_strict_json_even_for_non_finite_numbers() -> None:
     status = status_from_evaluation(weird, digits=3)
     json.dumps(status, allow_nan=False)
     assert status["burnRates"] == {"1m": None}
-    assert status["errorBudget"] == {"remaining": None, "consumed": None}
+    assert status["errorBudget"] == {"remaining": None, "consumed": None, "display": "n/a"}
 
 
 def test_evaluated_at_is_utc_with_z() -> None:

@@ -1,12 +1,12 @@
 """Instant queries against Prometheus, behind a bulkhead, a circuit breaker and a jittered retry.
 
 The service builds the PromQL; this module only carries it. Every failure surfaces as one of two
-exceptions: `PrometheusUnavailable` (worth retrying later) or `QueryError` (the request itself is wrong).
+exceptions: `PrometheusUnavailable` (worth retrying later) or `QueryError` (the request itself is wrong),
+which is a `QueryRejected` when Prometheus refused to run the query it was sent.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +27,16 @@ from slo_guard.adapters.resilience import (
     Bulkhead,
     CircuitBreaker,
     CircuitOpenError,
+    Remote,
     RetryPolicy,
-    retry,
+)
+from slo_guard.service.ports import (
+    PrometheusError,
+    PrometheusUnavailable,
+    QueryError,
+    QueryRejected,
+    Sample,
+    UnavailableReason,
 )
 from slo_guard.telemetry import OperatorMetrics, PrometheusOutcome
 
@@ -78,24 +86,6 @@ class PrometheusSettings:
         return self.url.rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One element of an instant-vector (or scalar) result. NaN and ±Inf are kept as floats."""
-
-    labels: Mapping[str, str]
-    value: float
-    timestamp: float
-    """Unix seconds: the evaluation time of the query."""
-
-
-class UnavailableReason(enum.StrEnum):
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    SERVER_ERROR = "server error"
-    CIRCUIT_OPEN = "circuit open"
-    CREDENTIALS = "credentials unreadable"
-
-
 _OUTCOMES = {
     UnavailableReason.UNREACHABLE: PrometheusOutcome.UNAVAILABLE,
     UnavailableReason.CREDENTIALS: PrometheusOutcome.UNAVAILABLE,
@@ -103,27 +93,6 @@ _OUTCOMES = {
     UnavailableReason.SERVER_ERROR: PrometheusOutcome.ERROR,
     UnavailableReason.CIRCUIT_OPEN: PrometheusOutcome.CIRCUIT_OPEN,
 }
-
-
-class PrometheusError(Exception):
-    """Base of every failure this client raises."""
-
-
-class PrometheusUnavailable(PrometheusError):
-    """Prometheus could not answer: unreachable, timed out, 5xx, or the circuit breaker is open."""
-
-    def __init__(self, reason: UnavailableReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class QueryError(PrometheusError):
-    """Prometheus rejected the request (4xx), typically a bad query. Retrying cannot help."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        """The HTTP status; None when the answer was fine but of a kind this client does not accept."""
 
 
 class BearerTokenFileAuth(requests.auth.AuthBase):
@@ -156,16 +125,19 @@ class PrometheusClient:
             settings.base_url,
             HTTPAdapter(max_retries=_NO_URLLIB3_RETRY, pool_maxsize=settings.max_concurrency),
         )
-        self._bulkhead = Bulkhead(settings.max_concurrency, thread_name_prefix="slo-guard-prometheus")
-        self._retry_policy = RetryPolicy(
-            attempts=settings.retries + 1, base_delay=settings.backoff_base, max_delay=settings.backoff_max
-        )
-        self._breaker = CircuitBreaker(
-            BREAKER_NAME,
-            failure_threshold=settings.breaker_failure_threshold,
-            reset_timeout=settings.breaker_reset_timeout,
-            is_failure=lambda error: isinstance(error, PrometheusUnavailable),
-            on_state_change=self._metrics.breaker_moved,
+        self._remote = Remote(
+            bulkhead=Bulkhead(settings.max_concurrency, thread_name_prefix="slo-guard-prometheus"),
+            breaker=CircuitBreaker(
+                BREAKER_NAME,
+                failure_threshold=settings.breaker_failure_threshold,
+                reset_timeout=settings.breaker_reset_timeout,
+                is_failure=lambda error: isinstance(error, PrometheusUnavailable),
+                on_state_change=self._metrics.breaker_moved,
+            ),
+            policy=RetryPolicy(
+                attempts=settings.retries + 1, base_delay=settings.backoff_base, max_delay=settings.backoff_max
+            ),
+            retryable=self._worth_retrying,
         )
         self._metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
         self._last_failure = f"Prometheus at {settings.base_url} failed"
@@ -173,26 +145,26 @@ class PrometheusClient:
 
     @property
     def breaker_state(self) -> BreakerState:
-        return self._breaker.state
+        return self._remote.breaker.state
 
     async def query(self, expr: str, *, at: datetime) -> list[Sample]:
         """Evaluate `expr` at `at` (timezone-aware). Raises PrometheusUnavailable or QueryError."""
         if at.tzinfo is None:
             raise ValueError("query time must be timezone-aware")
         params = {"time": f"{at.timestamp():.3f}", "timeout": str(self.settings.timeout)}
-        result = await retry(
-            partial(self._attempt, expr, params),
-            policy=self._retry_policy,
-            retryable=_is_transient,
-        )
+        try:
+            result = await self._remote.call(partial(self._send, expr, params), on_attempt=self._count)
+        except CircuitOpenError as error:
+            raise PrometheusUnavailable(UnavailableReason.CIRCUIT_OPEN, self._open_message()) from error
         return _samples(result)
 
     async def ready(self) -> bool:
         """Whether Prometheus answers `/-/ready` with 200. Bypasses the breaker and the retry."""
-        return await self._bulkhead.run(self._get_ready)
+        return await self._remote.bulkhead.run(self._get_ready)
 
     async def close(self) -> None:
-        self._bulkhead.close()
+        # Requests of callers that gave up may still run: their answers must not arrive once the event loop is gone.
+        await self._remote.bulkhead.aclose()
         self._session.close()
 
     async def __aenter__(self) -> Self:
@@ -203,24 +175,27 @@ class PrometheusClient:
     ) -> None:
         await self.close()
 
-    async def _attempt(self, expr: str, params: Mapping[str, str]) -> Any:
-        try:
-            result = await self._breaker.call(lambda: self._bulkhead.run(partial(self._send, expr, params)))
-        except CircuitOpenError as error:
-            self._metrics.count_prometheus_request(PrometheusOutcome.CIRCUIT_OPEN)
-            raise PrometheusUnavailable(UnavailableReason.CIRCUIT_OPEN, self._open_message()) from error
-        except PrometheusUnavailable as error:
-            self._metrics.count_prometheus_request(_OUTCOMES[error.reason])
+    def _count(self, error: BaseException | None) -> None:
+        if error is None:
+            outcome = PrometheusOutcome.SUCCESS
+        elif isinstance(error, CircuitOpenError):
+            outcome = PrometheusOutcome.CIRCUIT_OPEN
+        elif isinstance(error, PrometheusUnavailable):
+            outcome = _OUTCOMES[error.reason]
             self._last_failure = str(error)
-            if self._breaker.state is BreakerState.OPEN:
-                # Worded like the calls the open breaker fails fast, so a status quoting either one stays put.
-                raise PrometheusUnavailable(error.reason, self._open_message()) from error
-            raise
-        except QueryError:
-            self._metrics.count_prometheus_request(PrometheusOutcome.BAD_QUERY)
-            raise
-        self._metrics.count_prometheus_request(PrometheusOutcome.SUCCESS)
-        return result
+        elif isinstance(error, QueryError):
+            outcome = PrometheusOutcome.BAD_QUERY
+        else:
+            return
+        self._metrics.count_prometheus_request(outcome)
+
+    def _worth_retrying(self, error: BaseException) -> bool:
+        """Transient failures, unless the breaker is open: that retry would fail fast and hide what went wrong."""
+        return (
+            isinstance(error, PrometheusUnavailable)
+            and error.reason is not UnavailableReason.CIRCUIT_OPEN
+            and self._remote.breaker.state is not BreakerState.OPEN
+        )
 
     def _open_message(self) -> str:
         """The cause, not a countdown: one outage reads the same on every evaluation."""
@@ -259,8 +234,7 @@ class PrometheusClient:
             return PrometheusUnavailable(
                 UnavailableReason.TIMEOUT, f"{where} did not answer within {self.settings.timeout:g} s"
             )
-        detail = str(root) or type(root).__name__
-        return PrometheusUnavailable(UnavailableReason.UNREACHABLE, f"{where} is unreachable: {detail}")
+        return PrometheusUnavailable(UnavailableReason.UNREACHABLE, f"cannot reach {where}: {_describe(root)}")
 
 
 def _session(settings: PrometheusSettings) -> requests.Session:
@@ -280,25 +254,44 @@ def _raise_for_status(response: requests.Response, *_args: object, **_kwargs: ob
     response.raise_for_status()
 
 
+_QUERY_REFUSED = frozenset({400, 422})
+"""How Prometheus answers a query it will not run: 400 `bad_data` (e.g. a parse error), 422 `execution`."""
+
+
 def _http_error(where: str, response: requests.Response) -> PrometheusError:
     status = response.status_code
-    detail = _error_detail(response)
+    answer = _error_answer(response)
+    detail = _one_line(
+        f"{answer[0]}: {answer[1]}" if answer else response.text[:200] or response.reason or "no details"
+    )
+    if status in _QUERY_REFUSED and answer is not None:
+        message = f"{where} rejected the query ({status}): {detail}"
+        return QueryRejected(message, status=status, error=_one_line(answer[1]))
     if 400 <= status < 500:
         return QueryError(f"{where} rejected the request ({status}): {detail}", status=status)
     return PrometheusUnavailable(UnavailableReason.SERVER_ERROR, f"{where} answered {status}: {detail}")
 
 
-def _error_detail(response: requests.Response) -> str:
-    """Prometheus's own `error` field when the body is its JSON, else the start of the body; one line."""
+def _error_answer(response: requests.Response) -> tuple[str, str] | None:
+    """(`errorType`, `error`) when the body is Prometheus's JSON error answer; None for any other body."""
     try:
         body = response.json()
     except ValueError:
-        body = None
+        return None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        text = f"{body.get('errorType', 'error')}: {body['error']}"
-    else:
-        text = response.text[:200] or response.reason or "no details"
+        return str(body.get("errorType", "error")), body["error"]
+    return None
+
+
+def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _describe(error: BaseException) -> str:
+    """`connection refused` rather than `[Errno 111] Connection refused`."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[:1].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -308,10 +301,6 @@ def _root_cause(error: BaseException) -> BaseException:
         if inner is None:
             return error
         error = inner
-
-
-def _is_transient(error: BaseException) -> bool:
-    return isinstance(error, PrometheusUnavailable) and error.reason is not UnavailableReason.CIRCUIT_OPEN
 
 
 def _samples(result: Any) -> list[Sample]:

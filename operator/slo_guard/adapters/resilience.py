@@ -46,8 +46,8 @@ class CircuitBreaker:
     Closed: calls run; `failure_threshold` consecutive failures open it. Open: calls fail fast with
     `CircuitOpenError` for `reset_timeout` seconds, then it is half-open. Half-open: exactly one probe
     call runs while other callers still fail fast; its success closes the breaker, its failure opens it
-    for a new cool-down. Results of calls admitted before the breaker opened do not move it.
-    Use it from one event loop; it holds no lock.
+    for a new cool-down. The probe runs to its end even when its caller stops waiting for it. Results of
+    calls admitted before the breaker opened do not move it. Use it from one event loop; it holds no lock.
     """
 
     def __init__(
@@ -73,7 +73,8 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
         self._opened_at = 0.0
-        self._probe_in_flight = False
+        self._probe: asyncio.Task[Any] | None = None
+        """The half-open probe while it runs; referenced here because its caller may have stopped waiting."""
 
     @property
     def state(self) -> BreakerState:
@@ -84,7 +85,23 @@ class CircuitBreaker:
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run `fn()` if the breaker admits it; errors for which `is_failure` is false count as success."""
-        is_probe = self._admit()
+        if self._admit():
+            probe = self._probe = asyncio.ensure_future(self._run_probe(fn))
+            # Shielded: callers that give up on the probe (e.g. when another call of theirs failed fast) must not
+            # cancel it, or no probe would ever finish and close the breaker.
+            return await asyncio.shield(probe)
+        return await self._run(fn, is_probe=False)
+
+    async def _run_probe(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await self._run(fn, is_probe=True)
+        except BaseException:
+            # Cancelled itself (the event loop is closing): it proved nothing, so the next caller probes instead.
+            self._probe = None
+            raise
+
+    async def _run(self, fn: Callable[[], Awaitable[T]], *, is_probe: bool) -> T:
+        """Run `fn()` and record its outcome; errors for which `is_failure` is false count as success."""
         try:
             result = await fn()
         except Exception as error:
@@ -92,11 +109,6 @@ class CircuitBreaker:
                 self._record_failure(is_probe=is_probe)
             else:
                 self._record_success(is_probe=is_probe)
-            raise
-        except BaseException:
-            # A cancelled probe proved nothing: let the next caller probe instead.
-            if is_probe:
-                self._probe_in_flight = False
             raise
         self._record_success(is_probe=is_probe)
         return result
@@ -106,8 +118,7 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.CLOSED:
             return False
-        if state is BreakerState.HALF_OPEN and not self._probe_in_flight:
-            self._probe_in_flight = True
+        if state is BreakerState.HALF_OPEN and self._probe is None:
             return True
         if state is BreakerState.HALF_OPEN:
             raise CircuitOpenError(self.name, retry_in=0.0)
@@ -115,7 +126,7 @@ class CircuitBreaker:
 
     def _record_success(self, *, is_probe: bool) -> None:
         if is_probe:
-            self._probe_in_flight = False
+            self._probe = None
             self._consecutive_failures = 0
             self._move_to(BreakerState.CLOSED)
         elif self._state is BreakerState.CLOSED:
@@ -123,7 +134,7 @@ class CircuitBreaker:
 
     def _record_failure(self, *, is_probe: bool) -> None:
         if is_probe:
-            self._probe_in_flight = False
+            self._probe = None
             self._open()
         elif self._state is BreakerState.CLOSED:
             self._consecutive_failures += 1
@@ -227,3 +238,71 @@ class Bulkhead:
     def close(self) -> None:
         """Refuse new calls; calls already running finish in the background."""
         self._executor.shutdown(wait=False)
+
+    async def aclose(self) -> None:
+        """Refuse new calls, and wait until the calls already running have ended, those of callers that gave up too."""
+        # Waiting on the threads rather than on their futures works from any event loop; each thread hands its
+        # result to the loop before it ends, so the loop has it before this returns.
+        await asyncio.to_thread(self._executor.shutdown)
+
+
+class Remote:
+    """One remote dependency and every guard slo-guard puts on a call to it: a bulkhead for its blocking client, a
+    circuit breaker, and bounded jittered retries, with a callback per attempt for metrics.
+
+    Each attempt runs through the breaker, which admits it or fails it fast with CircuitOpenError (never retried),
+    and then waits for a bulkhead slot.
+    """
+
+    def __init__(
+        self,
+        *,
+        bulkhead: Bulkhead,
+        breaker: CircuitBreaker,
+        policy: RetryPolicy,
+        retryable: Callable[[BaseException], bool],
+        requested_delay: Callable[[BaseException], float | None] = lambda _: None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.bulkhead = bulkhead
+        self.breaker = breaker
+        self.policy = policy
+        self._retryable = retryable
+        self._requested_delay = requested_delay
+        self._sleep = sleep
+        self._rng = rng
+
+    async def call(
+        self,
+        blocking: Callable[[], T],
+        *,
+        on_attempt: Callable[[BaseException | None], None] = lambda _: None,
+        before_attempt: Callable[[], Awaitable[object]] | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> T:
+        """Run `blocking()` until it succeeds or the retry policy gives up; the last error propagates.
+
+        `on_attempt` hears every attempt's error (None for a success); `before_attempt` runs ahead of each attempt
+        (e.g. waiting for a write token); `policy` replaces the default retry policy for this call.
+        """
+
+        async def attempt() -> T:
+            if before_attempt is not None:
+                await before_attempt()
+            try:
+                result = await self.breaker.call(lambda: self.bulkhead.run(blocking))
+            except Exception as error:
+                on_attempt(error)
+                raise
+            on_attempt(None)
+            return result
+
+        return await retry(
+            attempt,
+            policy=policy or self.policy,
+            retryable=self._retryable,
+            sleep=self._sleep,
+            rng=self._rng,
+            requested_delay=self._requested_delay,
+        )

@@ -21,15 +21,10 @@ from typing import Any
 import requests
 from kubernetes.client import CustomObjectsApi
 
-from slo_guard.adapters.kubernetes import (
-    MERGE_PATCH,
-    KubernetesApi,
-    KubernetesUnavailable,
-    ObjectNotFound,
-    WorkloadConflict,
-)
+from slo_guard.adapters.kubernetes_api import MERGE_PATCH, KubernetesApi, ObjectNotFound
 from slo_guard.adapters.prometheus import BearerTokenFileAuth, PrometheusSettings
-from slo_guard.adapters.resilience import CircuitBreaker, RetryPolicy, retry
+from slo_guard.adapters.resilience import Bulkhead, CircuitBreaker, Remote, RetryPolicy
+from slo_guard.service.ports import KubernetesUnavailable, WorkloadConflict
 
 BREAKER_NAME = "prometheus-reload"
 
@@ -57,13 +52,18 @@ class FileRuleSink:
         self._session.verify = _verify(prometheus)
         if prometheus.bearer_token_file is not None:
             self._session.auth = BearerTokenFileAuth(prometheus.bearer_token_file)
-        self._retry_policy = RetryPolicy(
-            attempts=prometheus.retries + 1, base_delay=prometheus.backoff_base, max_delay=prometheus.backoff_max
-        )
-        self._breaker = CircuitBreaker(
-            BREAKER_NAME,
-            failure_threshold=prometheus.breaker_failure_threshold,
-            reset_timeout=prometheus.breaker_reset_timeout,
+        # One reload at a time: each one rereads every rule file Prometheus has.
+        self._reloads = Remote(
+            bulkhead=Bulkhead(1, thread_name_prefix="slo-guard-reload"),
+            breaker=CircuitBreaker(
+                BREAKER_NAME,
+                failure_threshold=prometheus.breaker_failure_threshold,
+                reset_timeout=prometheus.breaker_reset_timeout,
+            ),
+            policy=RetryPolicy(
+                attempts=prometheus.retries + 1, base_delay=prometheus.backoff_base, max_delay=prometheus.backoff_max
+            ),
+            retryable=lambda error: isinstance(error, RuleSinkError),
         )
 
     async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
@@ -75,14 +75,11 @@ class FileRuleSink:
             return
         await asyncio.to_thread(_replace_file, self._settings.path, text)
         if self._settings.reload_url is not None:
-            await retry(
-                lambda: self._breaker.call(lambda: asyncio.to_thread(self._reload)),
-                policy=self._retry_policy,
-                retryable=lambda error: isinstance(error, RuleSinkError),
-            )
+            await self._reloads.call(self._reload)
         self._written = digest
 
     def close(self) -> None:
+        self._reloads.bulkhead.close()
         self._session.close()
 
     def _reload(self) -> None:

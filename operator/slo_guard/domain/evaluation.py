@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from slo_guard.domain.display import budget_percent
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import (
     AlertStatus,
@@ -151,12 +152,12 @@ def _verdict(
     burn_rates: dict[int, float | None],
 ) -> tuple[State, str]:
     span = format_duration(objective.window)
-    consumed = (1.0 - remaining) * 100
+    left = f"{budget_percent(remaining)} of the error budget left over {span}"
     if remaining <= 0:
-        return State.EXHAUSTED, f"Error budget exhausted: {consumed:.1f}% consumed over {span}"
+        return State.EXHAUSTED, f"Error budget exhausted: {left}"
     firing = next((alert for alert in alerts if alert.firing), None)
     if firing is None:
-        return State.HEALTHY, f"Healthy: {consumed:.1f}% of the error budget consumed over {span}"
+        return State.HEALTHY, f"Healthy: {left}"
     windows = f"{format_duration(firing.long_window)}/{format_duration(firing.short_window)}"
     burn = burn_rates[firing.long_window]
     return State.BURNING, f"Burning: {firing.severity} tier {windows} at {burn:.1f}x (> {firing.factor:g}x)"

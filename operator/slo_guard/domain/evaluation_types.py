@@ -42,6 +42,8 @@ class UnknownReason(enum.StrEnum):
     NO_DATA = "NoData"
     STALE_DATA = "StaleData"
     PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
+    QUERY_REJECTED = "QueryRejected"
+    """Prometheus refused to run one of the SLO's queries (e.g. over its sample limit): asking again cannot help."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,9 @@ class Target:
     kind: str
     name: str
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
 
 @dataclass(frozen=True, slots=True)
 class Objective:

@@ -13,12 +13,16 @@ from datetime import datetime, timedelta
 
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import Policy, PolicyAction, PolicyTrigger, Target
+from slo_guard.domain.timestamps import rfc3339
 
 PAUSED_BY = "sloguard.io/paused-by"
 PAUSED_AT = "sloguard.io/paused-at"
 SCALED_BY = "sloguard.io/scaled-by"
 ORIGINAL_REPLICAS = "sloguard.io/original-replicas"
+SCALED_TO = "sloguard.io/scaled-to"
+"""The replica count slo-guard set when the hold began; any other count means someone else changed it."""
 OVERRIDE_UNTIL = "sloguard.io/override-until"
+OVERRIDE_REASON = "sloguard.io/override-reason"
 REASSERTIONS = "sloguard.io/reassertions"
 """How many times slo-guard re-applied its action after someone reverted it, during the current hold."""
 REASSERTED_AT = "sloguard.io/reasserted-at"
@@ -66,7 +70,12 @@ class WorkloadState:
     paused_by: frozenset[str] = frozenset()
     scaled_by: frozenset[str] = frozenset()
     original_replicas: int | None = None
+    scaled_to: int | None = None
+    """The count slo-guard scaled the target to; None when the annotation is absent or garbled."""
     override_until: datetime | None = None
+    override_reason: str | None = None
+    override_problem: str | None = None
+    """Why an `override-until` annotation present on the target could not be read; None when it could."""
     autoscaler: str | None = None
     """Name of a HorizontalPodAutoscaler that targets this workload."""
     paused_set_by: str | None = None
@@ -126,7 +135,7 @@ class Contest:
         text = f"{self.path} reverted by {self.reverted_by or 'an unknown client'}"
         text += f"; re-applied {self.reassertions} time{'s' if self.reassertions != 1 else ''} during this hold"
         if self.backing_off_until is not None:
-            text += f"; backing off until {_stamp(self.backing_off_until)}"
+            text += f"; backing off until {rfc3339(self.backing_off_until)}"
         return text
 
 
@@ -165,28 +174,59 @@ def decide(
     """What `holder` (an SLO name) should do to one target now."""
     target = workload.target
     if not workload.exists:
-        return TargetDecision(target, TargetState.MISSING, "TargetMissing", f"{_describe(target)} not found")
+        return TargetDecision(target, TargetState.MISSING, "TargetMissing", f"{target} not found")
+    decision = _decide_present(
+        holder=holder, policy=policy, evaluation=evaluation, workload=workload, now=now, backoff=backoff
+    )
+    if workload.override_problem is None:
+        return decision
+    return replace(decision, message=f"{decision.message}; ignored {workload.override_problem}")
+
+
+def _decide_present(
+    *,
+    holder: str,
+    policy: Policy,
+    evaluation: Evaluation,
+    workload: WorkloadState,
+    now: datetime,
+    backoff: ReassertBackoff,
+) -> TargetDecision:
+    target = workload.target
+    # An override is a human's explicit instruction, so it wins even over missing data; it only ever releases.
+    if workload.override_until is not None and now < workload.override_until:
+        return _overridden(holder=holder, workload=workload, until=workload.override_until)
     held = _holds(holder, policy.action, workload)
     if evaluation.state is State.UNKNOWN:
         return TargetDecision(
             target,
             _held_state(policy.action) if held else TargetState.UNTOUCHED,
             "HoldingOnMissingData",
-            f"No usable data ({evaluation.reason}); holding {_describe(target)} as it is",
+            f"No usable data ({evaluation.reason}); holding {target} as it is",
         )
-    if workload.override_until is not None and now < workload.override_until:
-        message = f"Override until {workload.override_until.isoformat()} lets rollouts through"
-        change = release(holder=holder, workload=workload).change if held else None
-        return TargetDecision(target, TargetState.OVERRIDDEN, "OverrideActive", message, change)
     if held:
         if _may_undo(policy, evaluation):
             return release(holder=holder, workload=workload)
-        return _keep_holding(policy=policy, workload=workload, now=now, backoff=backoff)
+        return _keep_holding(holder=holder, policy=policy, workload=workload, now=now, backoff=backoff)
     if not _triggered(policy, evaluation):
         return TargetDecision(target, TargetState.UNTOUCHED, "WithinBudget", "No action needed")
     if policy.action is PolicyAction.PAUSE:
         return _pause(holder=holder, workload=workload, now=now)
     return _scale(holder=holder, policy=policy, workload=workload)
+
+
+def _overridden(*, holder: str, workload: WorkloadState, until: datetime) -> TargetDecision:
+    target = workload.target
+    override = f"Override until {rfc3339(until)}"
+    if workload.override_reason:
+        override += f" ({workload.override_reason})"
+    if holder not in workload.paused_by | workload.scaled_by:
+        return TargetDecision(target, TargetState.OVERRIDDEN, "OverrideActive", f"{override} lets rollouts through")
+    released = release(holder=holder, workload=workload)
+    if released.change is None:
+        return released
+    message = f"{override}: {released.message[0].lower()}{released.message[1:]}"
+    return TargetDecision(target, TargetState.OVERRIDDEN, "OverrideActive", message, released.change)
 
 
 def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
@@ -209,11 +249,16 @@ def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
         action = action or ActionKind.RESTORE
         if remaining:
             annotations[SCALED_BY] = _join(remaining)
-        else:
-            annotations |= {SCALED_BY: None, ORIGINAL_REPLICAS: None}
+        elif workload.original_replicas is not None:
+            annotations |= {SCALED_BY: None, ORIGINAL_REPLICAS: None, SCALED_TO: None}
             replicas = workload.original_replicas
+        elif _replicas_set_by_someone_else(workload):
+            # A human already chose the count to go back to: release the hold and leave the count alone.
+            annotations |= {SCALED_BY: None, ORIGINAL_REPLICAS: None, SCALED_TO: None}
+        else:
+            return _original_replicas_unknown(workload)
     if action is None:
-        return TargetDecision(target, TargetState.UNTOUCHED, "NotHeld", f"{_describe(target)} is not held")
+        return TargetDecision(target, TargetState.UNTOUCHED, "NotHeld", f"{target} is not held")
     still_held = (workload.paused_by | workload.scaled_by) - {holder}
     if not still_held:
         annotations |= dict.fromkeys(CONTEST_ANNOTATIONS)
@@ -226,9 +271,9 @@ def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
     )
     undone = paused is False or replicas is not None
     message = (
-        f"Budget recovered; {action.value.lower()}d {_describe(target)}"
+        f"Budget recovered; {action.value.lower()}d {target}"
         if undone
-        else f"Released {_describe(target)}; other SLOs still hold it"
+        else f"Released {target}; other SLOs still hold it"
     )
     return TargetDecision(target, TargetState.UNTOUCHED, f"{action.value}d", message, change)
 
@@ -240,15 +285,13 @@ def _pause(*, holder: str, workload: WorkloadState, now: datetime) -> TargetDeci
             target,
             TargetState.PAUSED_BY_OTHER,
             "PausedByOther",
-            f"{_describe(target)} was paused by someone else; slo-guard leaves that pause alone",
+            f"{target} was paused by someone else; slo-guard leaves that pause alone",
         )
     annotations: dict[str, str | None] = {PAUSED_BY: _join(workload.paused_by | {holder})}
     if not workload.paused_by:
-        annotations[PAUSED_AT] = _stamp(now)
+        annotations[PAUSED_AT] = rfc3339(now)
     change = Change(ActionKind.PAUSE, paused=True, annotations=annotations, labels={HELD_LABEL: "true"})
-    return TargetDecision(
-        target, TargetState.PAUSED, "Paused", f"Error budget policy: paused {_describe(target)}", change
-    )
+    return TargetDecision(target, TargetState.PAUSED, "Paused", f"Error budget policy: paused {target}", change)
 
 
 def _scale(*, holder: str, policy: Policy, workload: WorkloadState) -> TargetDecision:
@@ -258,26 +301,27 @@ def _scale(*, holder: str, policy: Policy, workload: WorkloadState) -> TargetDec
             target,
             TargetState.REFUSED,
             "AutoscalerPresent",
-            f"HorizontalPodAutoscaler {workload.autoscaler} manages replicas of {_describe(target)}; not scaling",
+            f"HorizontalPodAutoscaler {workload.autoscaler} manages replicas of {target}; not scaling",
         )
     annotations: dict[str, str | None] = {SCALED_BY: _join(workload.scaled_by | {holder})}
     replicas: int | None = None
     if not workload.scaled_by:
-        # The first holder records the count to restore; later holders must not overwrite it.
+        # The first holder records the count to restore and the count it set; later holders keep both.
         annotations[ORIGINAL_REPLICAS] = str(workload.replicas if workload.replicas is not None else 1)
+        annotations[SCALED_TO] = str(policy.scale_to)
         replicas = policy.scale_to
     change = Change(ActionKind.SCALE, replicas=replicas, annotations=annotations, labels={HELD_LABEL: "true"})
     return TargetDecision(
         target,
         TargetState.SCALED,
         "Scaled",
-        f"Error budget policy: scaled {_describe(target)} to {policy.scale_to}",
+        f"Error budget policy: scaled {target} to {policy.scale_to}",
         change,
     )
 
 
 def _keep_holding(
-    *, policy: Policy, workload: WorkloadState, now: datetime, backoff: ReassertBackoff
+    *, holder: str, policy: Policy, workload: WorkloadState, now: datetime, backoff: ReassertBackoff
 ) -> TargetDecision:
     target = workload.target
     if policy.action is PolicyAction.PAUSE:
@@ -285,14 +329,47 @@ def _keep_holding(
             return _reassert(
                 Change(ActionKind.PAUSE, paused=True), path=PAUSED_FIELD, workload=workload, now=now, backoff=backoff
             )
-        message = f"Holding {_describe(target)} paused"
-        return TargetDecision(target, TargetState.PAUSED, "Paused", message, contest=_past(PAUSED_FIELD, workload))
-    is_first_holder = len(workload.scaled_by) == 1
-    if is_first_holder and workload.autoscaler is None and workload.replicas != policy.scale_to:
-        change = Change(ActionKind.SCALE, replicas=policy.scale_to)
-        return _reassert(change, path=REPLICAS_FIELD, workload=workload, now=now, backoff=backoff)
-    message = f"Holding {_describe(target)} scaled"
-    return TargetDecision(target, TargetState.SCALED, "Scaled", message, contest=_past(REPLICAS_FIELD, workload))
+        message = f"Holding {target} paused"
+        return TargetDecision(
+            target, TargetState.PAUSED, "Paused", message, contest=_contest_of_this_hold(PAUSED_FIELD, workload)
+        )
+    if workload.autoscaler is None:
+        held_count = _held_count(holder=holder, policy=policy, workload=workload)
+        if workload.replicas != held_count:
+            change = Change(ActionKind.SCALE, replicas=held_count)
+            return _reassert(change, path=REPLICAS_FIELD, workload=workload, now=now, backoff=backoff)
+        if workload.scaled_by == {holder} and held_count != policy.scale_to:
+            change = Change(ActionKind.SCALE, replicas=policy.scale_to, annotations={SCALED_TO: str(policy.scale_to)})
+            message = f"scaleTo is now {policy.scale_to}: scaled {target} from {held_count}"
+            return TargetDecision(target, TargetState.SCALED, "ScaleAdjusted", message, change)
+    message = f"Holding {target} scaled"
+    return TargetDecision(
+        target, TargetState.SCALED, "Scaled", message, contest=_contest_of_this_hold(REPLICAS_FIELD, workload)
+    )
+
+
+def _held_count(*, holder: str, policy: Policy, workload: WorkloadState) -> int | None:
+    """The count this hold keeps: the one recorded when it began, as long as the annotation survives."""
+    if workload.scaled_to is not None:
+        return workload.scaled_to
+    # Without the record, only a sole holder knows the count it wants; with several, the current one stands.
+    return policy.scale_to if workload.scaled_by == {holder} else workload.replicas
+
+
+def _replicas_set_by_someone_else(workload: WorkloadState) -> bool:
+    if workload.scaled_to is not None:
+        return workload.replicas != workload.scaled_to
+    return workload.replicas_set_by is not None
+
+
+def _original_replicas_unknown(workload: WorkloadState) -> TargetDecision:
+    target = workload.target
+    message = (
+        f"{target} is held at {workload.replicas} replicas but its {ORIGINAL_REPLICAS} annotation is gone, "
+        "so the count to restore is unknown; set spec.replicas by hand "
+        f"(kubectl scale {target.kind.lower()}/{target.name} --replicas=N) and slo-guard releases its hold"
+    )
+    return TargetDecision(target, TargetState.REFUSED, "OriginalReplicasUnknown", message)
 
 
 def _reassert(
@@ -303,14 +380,14 @@ def _reassert(
     who = workload.paused_set_by if path == PAUSED_FIELD else workload.replicas_set_by
     verb = change.action.value
     again = "pauses it again" if change.action is ActionKind.PAUSE else f"scales it to {change.replicas} again"
-    reverted = f"{_describe(target)}: {path} was reverted by {who or 'an unknown client'} while the budget is spent"
+    reverted = f"{target}: {path} was reverted by {who or 'an unknown client'} while the budget is spent"
     due = backoff.due(reassertions=workload.reassertions, last=workload.reasserted_at)
     if due is not None and now < due:
         contest = Contest(path, who, workload.reassertions, backing_off_until=due)
-        message = f"{reverted}; slo-guard backs off and {again} at {_stamp(due)} at the earliest"
+        message = f"{reverted}; slo-guard backs off and {again} at {rfc3339(due)} at the earliest"
         return TargetDecision(target, TargetState.CONTESTED, f"{verb}Reverted", message, contest=contest)
     count = workload.reassertions + 1
-    annotations = {REASSERTIONS: str(count), REASSERTED_AT: _stamp(now), REVERTED_BY: who}
+    annotations = {**change.annotations, REASSERTIONS: str(count), REASSERTED_AT: rfc3339(now), REVERTED_BY: who}
     wait = backoff.delay(count)
     message = f"{reverted}; slo-guard {again} (re-assertion {count}; after another revert it waits {wait:g}s)"
     state = TargetState.PAUSED if change.action is ActionKind.PAUSE else TargetState.SCALED
@@ -318,7 +395,7 @@ def _reassert(
     return TargetDecision(target, state, f"{verb}Reasserted", message, change, Contest(path, who, count))
 
 
-def _past(path: str, workload: WorkloadState) -> Contest | None:
+def _contest_of_this_hold(path: str, workload: WorkloadState) -> Contest | None:
     """The contest of this hold, from the target's annotations, once the action is back in place."""
     if workload.reassertions <= 0:
         return None
@@ -350,13 +427,5 @@ def parse_holders(value: str | None) -> frozenset[str]:
     return frozenset(name for name in (value or "").split(",") if name)
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def _join(holders: frozenset[str]) -> str:
     return ",".join(sorted(holders))
-
-
-def _describe(target: Target) -> str:
-    return f"{target.kind} {target.name}"

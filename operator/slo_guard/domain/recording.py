@@ -24,14 +24,13 @@ from typing import Any
 from slo_guard.domain.durations import format_duration, parse_duration
 from slo_guard.domain.model import LabelMatcher, Objective
 from slo_guard.domain.promql import errors_query, freshness_query, total_query
+from slo_guard.domain.rules import NAMESPACE_LABEL, SLO_LABEL, RuleGroup
 from slo_guard.domain.windows import required_windows
 
 VALUE_RECORD = "sloguard_operator:query:value"
 """The recorded result of one query; `query` holds the hash of its text."""
 EVALUATED_RECORD = "sloguard_operator:rule_group:evaluated_timestamp"
 """`time()` at each evaluation of a managed group: the age of every value recorded with it."""
-NAMESPACE_LABEL = "sloguard_namespace"
-SLO_LABEL = "sloguard_slo"
 QUERY_LABEL = "query"
 PERIOD_LABEL = "period"
 ABSENT = -math.inf
@@ -39,8 +38,6 @@ ABSENT = -math.inf
 REFRESH_DIVISOR = 720
 """A window is recomputed every window/720 seconds: 30 d hourly, 1 d every 2 minutes."""
 GROUP_PREFIX = "sloguard-operator"
-
-RuleGroup = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +90,6 @@ def managed_rule_groups(objective: Objective, *, extra: Sequence[LabelMatcher] =
         period = refresh_period(window.window, interval=interval)
         by_period.setdefault(period, []).extend((window.errors, window.total))
     return [_group(objective, period=period, exprs=exprs) for period, exprs in sorted(by_period.items())]
-
-
-def longest_period(groups: Sequence[RuleGroup]) -> int:
-    """Seconds: the slowest group's interval; values are read over a range that covers it."""
-    return max((parse_duration(group["interval"]) for group in groups), default=0)
 
 
 def query_periods(groups: Sequence[RuleGroup]) -> dict[str, int]:

@@ -8,12 +8,17 @@ from typing import Any
 
 import kopf
 
+from slo_guard.adapters.kubernetes_api import NoCredentials, load_api_client, wait_until_reachable
 from slo_guard.domain.model import GROUP, PLURAL, VERSION
 from slo_guard.handlers.logs import configure_logging
 from slo_guard.handlers.runtime import Runtime, RuntimeConfig, StopFlag
+from slo_guard.service.ports import KubernetesUnavailable
+
+logger = logging.getLogger("slo_guard.run")
 
 FINALIZER = "sloguard.io/finalizer"
-# A daemon finishing an in-flight pass (Prometheus timeout plus a few API calls) gets this long before cancellation.
+# kopf cancels a stopping daemon at once (no cancellation_backoff), then waits this long for it to exit before it
+# abandons the task with a warning. The daemon exits at once; its pass in flight runs on, shielded, to its end.
 DAEMON_CANCELLATION_TIMEOUT = 60.0
 WATCH_INACTIVITY_TIMEOUT = 60.0
 
@@ -44,7 +49,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.peering.lifetime = config.peering_lifetime
     runtime = Runtime(config)
     memo.runtime = runtime
-    await runtime.start()
+    stop: asyncio.Event = memo.stop
+    await runtime.start(stop_operator=stop.set)
 
 
 @kopf.on.cleanup()
@@ -68,7 +74,14 @@ async def release_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def run_operator(config: RuntimeConfig) -> int:
+    """Exit codes: 0 stopped, 1 the API server never answered (or a restart is due), 2 no credentials."""
     configure_logging(log_format=config.log_format, level=config.log_level)
+    try:
+        _check_api(config)
+    except _CannotStart as error:
+        logger.error(str(error))
+        return error.exit_code
+    memo = kopf.Memo(config=config, stop=asyncio.Event())
     asyncio.run(
         kopf.operator(
             clusterwide=not config.namespaces,
@@ -77,7 +90,38 @@ def run_operator(config: RuntimeConfig) -> int:
             priority=config.priority,
             # Naming a peering makes it mandatory in kopf, which would then wait for the peering CRD.
             peering_name=None if config.standalone else config.peering_name,
-            memo=kopf.Memo(config=config),
+            memo=memo,
+            stop_flag=memo.stop,
         )
     )
-    return 0
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    return 1 if runtime is not None and runtime.restart_reason is not None else 0
+
+
+class _CannotStart(Exception):
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _check_api(config: RuntimeConfig) -> None:
+    """Fail fast before kopf starts: kopf would retry forever, with a traceback per attempt."""
+    try:
+        client = load_api_client(config.kubernetes)
+    except NoCredentials as error:
+        raise _CannotStart(f"cannot start: {error}", exit_code=2) from error
+    try:
+        asyncio.run(
+            wait_until_reachable(
+                client,
+                within=config.startup_wait,
+                attempt_timeout=config.kubernetes.timeout,
+                on_retry=lambda attempt, problem: logger.warning(
+                    "waiting for the Kubernetes API (attempt %d): %s", attempt, problem
+                ),
+            )
+        )
+    except KubernetesUnavailable as error:
+        raise _CannotStart(f"giving up: {error}", exit_code=1) from error
+    finally:
+        client.close()  # type: ignore[no-untyped-call]

@@ -19,7 +19,7 @@ class ProbeServer:
         registry: CollectorRegistry,
         on_scrape: Callable[[], None],
         heartbeats: EvaluationHeartbeats,
-        is_ready: Callable[[], bool],
+        not_ready: Callable[[], str | None],
         host: str = "0.0.0.0",
     ) -> None:
         self._port = port
@@ -27,7 +27,7 @@ class ProbeServer:
         self._registry = registry
         self._on_scrape = on_scrape
         self._heartbeats = heartbeats
-        self._is_ready = is_ready
+        self._not_ready = not_ready
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -51,9 +51,10 @@ class ProbeServer:
         return web.Response(text=f"ok: {len(self._heartbeats)} SLOs evaluating\n")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        if self._is_ready():
+        problem = self._not_ready()
+        if problem is None:
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="starting: watches not established yet\n")
+        return web.Response(status=503, text=f"not ready: {problem}\n")
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         self._on_scrape()

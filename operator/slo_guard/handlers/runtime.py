@@ -6,22 +6,17 @@ import argparse
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from slo_guard.adapters.kubernetes import (
-    DeploymentWorkloads,
-    KubernetesApi,
-    KubernetesEvents,
-    KubernetesSettings,
-    KubernetesUnavailable,
-    SLOStatusStore,
-    load_api_client,
-)
+from slo_guard.adapters.events import KubernetesEvents
+from slo_guard.adapters.kubernetes_api import KubernetesApi, KubernetesSettings, load_api_client
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFileSettings
+from slo_guard.adapters.slo_status import SLOStatusStore, list_slo_keys
+from slo_guard.adapters.workloads import DeploymentWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.resources import (
@@ -32,8 +27,8 @@ from slo_guard.resources import (
 )
 from slo_guard.service.evaluation import EvaluationSettings
 from slo_guard.service.health import EvaluationHeartbeats
-from slo_guard.service.ports import MetricsSource
-from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings
+from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef
+from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings, slo_ref
 from slo_guard.service.recorded import ManagedRules, RecordedSource, sync_rules_forever
 from slo_guard.service.schedule import next_slot, phase_offset
 from slo_guard.telemetry import OperatorMetrics
@@ -43,6 +38,15 @@ logger = logging.getLogger("slo_guard.runtime")
 DEFAULT_INTERVAL = 30.0
 RULE_SYNC_RETRY = 10.0
 """Seconds before a failed write of the recording rules is tried again."""
+FIRST_LISTING_RECHECK = 1.0
+"""Seconds between looks at whether kopf picked up every SLO of the first listing."""
+FIRST_LISTING_REFRESH = 30.0
+"""Seconds before that listing is taken again while kopf has not picked up every SLO in it."""
+PEERING_CHECK_EVERY = 5.0
+"""Seconds between looks for kopf's peering resource while it is missing."""
+PEERING_WARN_EVERY = 60.0
+"""Seconds between two warnings that it is still missing."""
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 
 
 class StopFlag(Protocol):
@@ -63,6 +67,8 @@ class RuntimeConfig:
     namespaces: tuple[str, ...]
     """Empty means every namespace."""
     min_step: int
+    startup_wait: float
+    """Seconds `run` waits at start for the API server before it gives up."""
     status_heartbeat: float
     reassert_backoff_max: float
     health_port: int
@@ -91,6 +97,7 @@ class RuntimeConfig:
             evaluation=EvaluationSettings(max_staleness=args.max_staleness, tenant_label=args.tenant_label),
             namespaces=tuple(args.namespaces),
             min_step=args.min_step,
+            startup_wait=args.kube_startup_wait,
             status_heartbeat=args.status_heartbeat,
             reassert_backoff_max=args.reassert_backoff_max,
             health_port=args.health_port,
@@ -115,12 +122,20 @@ class Runtime:
         self.config = config
         self.metrics = OperatorMetrics()
         self.heartbeats = EvaluationHeartbeats()
-        self.ready = False
+        self.listing_problem: str | None = "starting: no SLO listing yet"
+        """What readiness waits for: a first listing of SLOs, every one of them picked up by kopf."""
+        self.peering_problem: str | None = None
+        """Why kopf cannot start watching: its peering resource is not installed."""
+        self.restart_reason: str | None = None
+        """Set when the process must start again to see the cluster as it is now; kopf is told to stop."""
+        self._stop_operator: Callable[[], None] = lambda: None
         self._prometheus = PrometheusClient(config.prometheus, metrics=self.metrics)
         self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
         self.rules = ManagedRules(config.evaluation)
         self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
+        self._peering_check: asyncio.Task[None] | None = None
+        self._first_listing: asyncio.Task[None] | None = None
         metrics_source: MetricsSource = self._prometheus
         if self._rule_sink is not None:
             metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
@@ -141,7 +156,7 @@ class Runtime:
             registry=self.metrics.registry,
             on_scrape=lambda: self.metrics.asyncio_tasks.set(len(asyncio.all_tasks())),
             heartbeats=self.heartbeats,
-            is_ready=lambda: self.ready,
+            not_ready=self.not_ready,
         )
 
     def _make_rule_sink(self) -> FileRuleSink | PrometheusRuleSink | None:
@@ -151,8 +166,15 @@ class Runtime:
             return PrometheusRuleSink(self._kubernetes, labels=self.config.rules_prometheusrule_labels)
         return None
 
-    async def start(self) -> None:
+    def not_ready(self) -> str | None:
+        """None when ready; otherwise what the operator is waiting for."""
+        return self.peering_problem or self.listing_problem
+
+    async def start(self, *, stop_operator: Callable[[], None]) -> None:
+        self._stop_operator = stop_operator
         await self.probes.start()
+        if not self.config.standalone:
+            self._peering_check = asyncio.create_task(self._check_peering(), name="slo-guard-peering-check")
         if self._rule_sink is not None:
             self._rule_sync = asyncio.create_task(
                 sync_rules_forever(
@@ -164,21 +186,84 @@ class Runtime:
                 ),
                 name="slo-guard-rule-sync",
             )
-        self.ready = True
+        self._first_listing = asyncio.create_task(self._await_first_listing(), name="slo-guard-first-listing")
 
     async def close(self) -> None:
-        if self._rule_sync is not None:
-            self._rule_sync.cancel()
-            await asyncio.gather(self._rule_sync, return_exceptions=True)
+        for task in (self._rule_sync, self._peering_check, self._first_listing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if isinstance(self._rule_sink, FileRuleSink):
             self._rule_sink.close()
         await self.probes.stop()
         await self._prometheus.close()
         self._kubernetes.close()
 
+    async def _await_first_listing(self) -> None:
+        """Ready once a listing of the SLOs arrived and kopf runs an evaluation loop for every one listed.
+
+        kopf gives no public signal that its watches are up; an SLO's loop starts only after kopf listed it, so a
+        loop for each SLO we listed ourselves shows that kopf's listing arrived too.
+        """
+        listed: set[str] | None = None
+        listed_at = 0.0
+        while True:
+            # Listing again now and then drops SLOs deleted before kopf saw them.
+            if listed is None or time.monotonic() - listed_at >= FIRST_LISTING_REFRESH:
+                try:
+                    listed = await list_slo_keys(self._kubernetes, namespaces=self.config.namespaces)
+                    listed_at = time.monotonic()
+                except KubernetesUnavailable as error:
+                    self.listing_problem = f"cannot list ServiceLevelObjectives: {error}"
+            if listed is not None:
+                waiting = sorted(key for key in listed if key not in self.heartbeats)
+                if not waiting:
+                    self.listing_problem = None
+                    return
+                shown = ", ".join(waiting[:5])
+                self.listing_problem = f"kopf has not picked up {len(waiting)} of {len(listed)} SLOs yet: {shown}"
+            await asyncio.sleep(FIRST_LISTING_RECHECK)
+
+    async def _check_peering(self) -> None:
+        """kopf waits in silence, watching nothing, while its peering resource is missing; say so until it exists.
+
+        kopf looks for resources only at start-up (scanning is off, to keep RBAC small), so once the resource
+        appears the process stops and the next start (the pod's restart) watches with it.
+        """
+        clusterwide = not self.config.namespaces
+        kind, plural = ("ClusterKopfPeering", "clusterkopfpeerings") if clusterwide else ("KopfPeering", "kopfpeerings")
+        missing_at_start = False
+        warned_at: float | None = None
+        while True:
+            try:
+                served = await self._kubernetes.serves(group=PEERING_GROUP, version=PEERING_VERSION, plural=plural)
+            except KubernetesUnavailable as error:
+                logger.warning("could not look for kopf's peering resource", extra={"error": str(error)})
+            else:
+                if served and not missing_at_start:
+                    return
+                if served:
+                    self.restart_reason = (
+                        f"{PEERING_GROUP}/{PEERING_VERSION} {kind} is installed now; restarting so kopf sees it"
+                    )
+                    logger.warning(self.restart_reason)
+                    self._stop_operator()
+                    return
+                missing_at_start = True
+                self.peering_problem = (
+                    f"{PEERING_GROUP}/{PEERING_VERSION} {kind} is not installed, so kopf watches no SLO; "
+                    "install kopf's peering CRDs (`kubectl apply -k manifests/kopf-peering`) or run with --standalone "
+                    "(one replica only)"
+                )
+                if warned_at is None or time.monotonic() - warned_at >= PEERING_WARN_EVERY:
+                    logger.warning(self.peering_problem)
+                    warned_at = time.monotonic()
+            await asyncio.sleep(PEERING_CHECK_EVERY)
+
     async def evaluate_forever(self, body: Mapping[str, Any], stopped: StopFlag) -> None:
         """Evaluate one SLO at a fixed rate, phase-shifted by its identity, until kopf stops the daemon."""
-        key = _key(body)
+        ref = slo_ref(body)
+        key = ref.key
         interval = _interval(body)
         anchor = time.monotonic() + phase_offset(key, interval)
         self.heartbeats.beat(key, interval=interval, now=time.monotonic())
@@ -192,7 +277,7 @@ class Runtime:
                 previous_start = started
                 # A pass waiting for write tokens is throttled, not stuck: liveness gives a running pass longer.
                 self.heartbeats.beat(key, interval=_interval(body), now=started, in_pass=True)
-                await self._pass(key, body)
+                await self._pass(ref, body)
                 interval = _interval(body)
                 self.heartbeats.beat(key, interval=interval, now=time.monotonic())
                 now = time.monotonic()
@@ -200,10 +285,10 @@ class Runtime:
         finally:
             self.rules.forget(key)
             self.heartbeats.forget(key)
-            namespace, _, name = key.partition("/")
-            self.metrics.forget_slo(namespace=namespace, name=name)
+            self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
 
-    async def _pass(self, key: str, body: Mapping[str, Any]) -> None:
+    async def _pass(self, ref: ObjectRef, body: Mapping[str, Any]) -> None:
+        key = ref.key
         started = time.monotonic()
         if self._rule_sink is not None:
             self._observe_rules(key, body)
@@ -221,7 +306,7 @@ class Runtime:
             return
         finally:
             self.metrics.evaluation_duration.observe(time.monotonic() - started)
-        self._record(key, outcome)
+        self._record(ref, outcome)
 
     def _observe_rules(self, key: str, body: Mapping[str, Any]) -> None:
         try:
@@ -232,10 +317,9 @@ class Runtime:
             return
         self.rules.observe(objective)
 
-    def _record(self, key: str, outcome: Outcome) -> None:
-        namespace, _, name = key.partition("/")
+    def _record(self, ref: ObjectRef, outcome: Outcome) -> None:
         if outcome.evaluation is not None:
-            self.metrics.record_evaluation(namespace=namespace, name=name, evaluation=outcome.evaluation)
+            self.metrics.record_evaluation(namespace=ref.namespace, name=ref.name, evaluation=outcome.evaluation)
         for action in outcome.actions:
             self.metrics.count_action(action=action.action, result=action.result)
 
@@ -256,11 +340,6 @@ def _rule_file_settings(args: argparse.Namespace, *, prometheus: PrometheusSetti
         return None
     reload_url = args.rules_reload_url or f"{prometheus.base_url}/-/reload"
     return RuleFileSettings(path=Path(args.rules_file), reload_url=None if reload_url == "none" else reload_url)
-
-
-def _key(body: Mapping[str, Any]) -> str:
-    metadata = body.get("metadata") or {}
-    return f"{metadata.get('namespace') or 'default'}/{metadata.get('name')}"
 
 
 def _interval(body: Mapping[str, Any]) -> float:

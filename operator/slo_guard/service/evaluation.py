@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from slo_guard.adapters.prometheus import PrometheusUnavailable, QueryError, Sample
 from slo_guard.domain.evaluation import evaluate, unavailable
 from slo_guard.domain.evaluation_types import Evaluation, Measurements, State, UnknownReason, WindowRates
 from slo_guard.domain.model import LabelMatcher, MatchOp, Objective
 from slo_guard.domain.recording import measurement_queries
-from slo_guard.service.ports import MetricsSource
+from slo_guard.service.ports import MetricsSource, PrometheusUnavailable, QueryError, QueryRejected, Sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +35,10 @@ async def evaluate_objective(
         measurements = await measure(objective, source, at=at, settings=settings)
     except PrometheusUnavailable as err:
         return unavailable(now=at, message=f"Prometheus unavailable: {err}")
+    except QueryRejected as err:
+        # Not naming the query: which of several rejected ones fails first varies, and the status would churn.
+        message = f"Prometheus rejected one of this SLO's queries: {err.error}"
+        return Evaluation(state=State.UNKNOWN, reason=UnknownReason.QUERY_REJECTED, message=message, evaluated_at=at)
     except QueryError as err:
         return unavailable(now=at, message=f"Prometheus rejected a query: {err}")
     except _InvalidSample as err:
@@ -50,7 +53,7 @@ async def measure(
     queries = [plan.freshness]
     for window in plan.windows:
         queries.extend((window.errors, window.total))
-    results = await asyncio.gather(*(source.query(query, at=at) for query in queries))
+    results = await query_all(source, queries, at=at)
     newest = _scalar(queries[0], results[0])
     rates = {
         window.window: WindowRates(
@@ -71,6 +74,22 @@ def _scalar(query: str, samples: Sequence[Sample]) -> float | None:
     if not math.isfinite(value):
         raise _InvalidSample(f"Prometheus returned {value} for {query}")
     return value
+
+
+async def query_all(source: MetricsSource, queries: Sequence[str], *, at: datetime) -> list[Sequence[Sample]]:
+    """Every query's answer, asked concurrently.
+
+    When one fails, the others are cancelled and awaited before its error propagates: none goes on retrying or
+    sending once the evaluation's outcome is known.
+    """
+    tasks = [asyncio.ensure_future(source.query(query, at=at)) for query in queries]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def tenant_matchers(objective: Objective, settings: EvaluationSettings) -> tuple[LabelMatcher, ...]:

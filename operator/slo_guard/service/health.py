@@ -38,6 +38,9 @@ class EvaluationHeartbeats:
     def __len__(self) -> int:
         return len(self._beats)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._beats
+
 
 def _allowed(beat: _Beat) -> float:
     idle = STALL_FACTOR * beat.interval

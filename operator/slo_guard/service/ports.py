@@ -2,14 +2,103 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from slo_guard.adapters.kubernetes import ObjectRef, WorkloadSnapshot
-from slo_guard.adapters.prometheus import Sample
 from slo_guard.domain.model import Target
-from slo_guard.domain.policy import Change
+from slo_guard.domain.policy import Change, WorkloadState
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSnapshot:
+    """A target's state plus the resourceVersion it was read at, for optimistic concurrency."""
+
+    state: WorkloadState
+    resource_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """The object an Event is about."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str | None = None
+
+    @property
+    def key(self) -> str:
+        """`namespace/name`, as logs, metrics and per-SLO bookkeeping name an object."""
+        return f"{self.namespace}/{self.name}"
+
+
+class WorkloadConflict(Exception):
+    """The target changed since it was read (HTTP 409/422): re-read and decide again."""
+
+
+class KubernetesUnavailable(Exception):
+    """The API server did not answer usefully after bounded retries (timeouts, 429, 5xx, circuit open)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One element of an instant-vector (or scalar) result. NaN and ±Inf are kept as floats."""
+
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float
+    """Unix seconds: the evaluation time of the query."""
+
+
+class UnavailableReason(enum.StrEnum):
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server error"
+    CIRCUIT_OPEN = "circuit open"
+    CREDENTIALS = "credentials unreadable"
+
+
+class PrometheusError(Exception):
+    """Base of every failure this client raises."""
+
+    def copy(self) -> Self:
+        """The same failure as a new exception: one instance raised again by many tasks piles up their tracebacks."""
+        clone = type(self).__new__(type(self), *self.args)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Prometheus could not answer: unreachable, timed out, 5xx, or the circuit breaker is open."""
+
+    def __init__(self, reason: UnavailableReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QueryError(PrometheusError):
+    """Prometheus rejected the request (4xx), e.g. a wrong path or missing credentials. Retrying cannot help."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status; None when the answer was fine but of a kind this client does not accept."""
+
+
+class QueryRejected(QueryError):
+    """Prometheus refused to run the query: bad PromQL (400) or an execution error (422), e.g. its sample limit.
+
+    It says nothing about Prometheus's health: it is not retried and never counts as a circuit breaker failure.
+    """
+
+    def __init__(self, message: str, *, status: int, error: str) -> None:
+        super().__init__(message, status=status)
+        self.error = error
+        """Prometheus's own explanation: the `error` field of its answer."""
 
 
 class MetricsSource(Protocol):

@@ -6,34 +6,47 @@ evaluation, so a pass can be repeated or interrupted at any point and the next o
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from slo_guard.adapters.kubernetes import KubernetesUnavailable, ObjectRef, WorkloadConflict
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import API_VERSION, KIND, Objective, PolicyAction, PolicyMode, Target
-from slo_guard.domain.policy import ReassertBackoff, TargetDecision, TargetState, decide, release
+from slo_guard.domain.policy import (
+    ActionKind,
+    ReassertBackoff,
+    TargetDecision,
+    TargetState,
+    WorkloadState,
+    decide,
+    release,
+)
 from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 from slo_guard.service.ports import (
     EventSink,
+    KubernetesUnavailable,
     MetricsSource,
+    ObjectRef,
     StatusStore,
+    WorkloadConflict,
     WorkloadController,
 )
 from slo_guard.service.status import (
     ActionRecord,
     TargetReport,
     build_status,
+    diff_as_merge_patch,
     invalid_spec_status,
-    merge_patch,
     status_changed,
 )
 
 logger = logging.getLogger("slo_guard.reconcile")
+T = TypeVar("T")
 
 _NOTABLE_STATES = {
     TargetState.PAUSED_BY_OTHER,
@@ -66,6 +79,45 @@ class Outcome:
     actions: Sequence[ActionRecord]
 
 
+@dataclass(frozen=True, slots=True)
+class SLOSnapshot:
+    """The SLO as one pass sees it, read once at its start.
+
+    kopf swaps the body it hands out in place on every watch event, so anything read from it after an `await`
+    may belong to a later spec than the one evaluated; a later spec is the next pass's business.
+    """
+
+    ref: ObjectRef
+    resource: Mapping[str, Any]
+    """A private deep copy of the body."""
+    generation: int | None
+    previous: Mapping[str, Any]
+    """The status the last pass wrote."""
+    deleting: bool
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> SLOSnapshot:
+        resource = copy.deepcopy(dict(body))
+        metadata = resource.get("metadata") or {}
+        return cls(
+            ref=slo_ref(resource),
+            resource=resource,
+            generation=metadata.get("generation"),
+            previous=resource.get("status") or {},
+            deleting=metadata.get("deletionTimestamp") is not None,
+        )
+
+
+class _WriteFailed(Exception):
+    def __init__(self, decision: TargetDecision, error: KubernetesUnavailable) -> None:
+        super().__init__(str(error))
+        self.decision = decision
+
+
+class _KeptChanging(Exception):
+    """Every conditional write met a newer resourceVersion."""
+
+
 class Reconciler:
     def __init__(
         self,
@@ -83,25 +135,20 @@ class Reconciler:
         self._statuses = statuses
         self._settings = settings
         self._clock = clock
+        self._serials: dict[str, asyncio.Lock] = {}
+        """One lock per SLO: its passes and its finalizer never overlap."""
 
     async def reconcile(self, resource: Mapping[str, Any]) -> Outcome:
-        ref, previous, generation = _identity(resource)
-        now = self._clock()
-        try:
-            objective = objective_from_resource(resource, min_step=self._settings.min_step)
-        except SpecError as err:
-            return await self._reject(ref, previous=previous, generation=generation, error=err, now=now)
-
-        evaluation = await evaluate_objective(objective, self._metrics, at=now, settings=self._settings.evaluation)
-        return await self.enforce(resource, objective=objective, evaluation=evaluation, now=now)
+        snapshot = SLOSnapshot.of(resource)
+        return await self._serialised(snapshot.ref.key, lambda: self._pass(snapshot))
 
     async def enforce(
-        self, resource: Mapping[str, Any], *, objective: Objective, evaluation: Evaluation, now: datetime
+        self, snapshot: SLOSnapshot, *, objective: Objective, evaluation: Evaluation, now: datetime
     ) -> Outcome:
         """The second half of a pass: act on the targets for `evaluation`, then post Events and write the status."""
-        ref, previous, generation = _identity(resource)
+        previous = snapshot.previous
         actions: list[ActionRecord] = []
-        if previous.get("observedGeneration") != generation:
+        if previous.get("observedGeneration") != snapshot.generation:
             actions += await self._release_stale_holds(objective, now=now)
         reports: list[TargetReport] = []
         for target in objective.targets:
@@ -110,28 +157,62 @@ class Reconciler:
             actions += records
         status = build_status(
             previous=previous,
-            generation=generation,
+            generation=snapshot.generation,
             evaluation=evaluation,
             targets=reports,
             actions=actions,
             now=now,
         )
-        await self._announce_transition(ref, previous=previous, evaluation=evaluation)
-        await self._write(ref, previous=previous, status=status, now=now)
+        await self._announce_transition(snapshot.ref, previous=previous, evaluation=evaluation)
+        await self._write(snapshot.ref, previous=previous, status=status, now=now)
         return Outcome(evaluation, actions)
 
     async def finalize(self, resource: Mapping[str, Any]) -> list[ActionRecord]:
-        """Undo everything this SLO holds, on any workload in its namespace, before it is deleted."""
-        metadata = resource.get("metadata") or {}
-        namespace = str(metadata.get("namespace") or "default")
-        holder = str(metadata.get("name"))
+        """Undo everything this SLO holds, on any workload in its namespace, before it is deleted.
+
+        Waits for a pass in flight to finish first, so a target write it already sent is listed and undone.
+        """
+        snapshot = SLOSnapshot.of(resource)
+        records = await self._serialised(snapshot.ref.key, lambda: self._release_all(snapshot))
+        self._serials.pop(snapshot.ref.key, None)
+        return records
+
+    async def _serialised(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+        lock = self._serials.setdefault(key, asyncio.Lock())
+
+        async def locked() -> T:
+            async with lock:
+                return await work()
+
+        # kopf cancels an SLO's daemon when the SLO is deleted, while the delete handler already runs. The pass
+        # goes on to its end (every call in it is bounded by a timeout) and keeps the lock until then.
+        task = asyncio.ensure_future(locked())
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _pass(self, snapshot: SLOSnapshot) -> Outcome:
+        if snapshot.deleting:
+            # The finalizer owns a deleted SLO's targets; a pass now could re-take a hold it just released.
+            return Outcome(None, ())
+        now = self._clock()
+        try:
+            objective = objective_from_resource(snapshot.resource, min_step=self._settings.min_step)
+        except SpecError as err:
+            return await self._reject(
+                snapshot.ref, previous=snapshot.previous, generation=snapshot.generation, error=err, now=now
+            )
+        evaluation = await evaluate_objective(objective, self._metrics, at=now, settings=self._settings.evaluation)
+        return await self.enforce(snapshot, objective=objective, evaluation=evaluation, now=now)
+
+    async def _release_all(self, snapshot: SLOSnapshot) -> list[ActionRecord]:
+        namespace, holder = snapshot.ref.namespace, snapshot.ref.name
         now = self._clock()
         records = []
-        for snapshot in await self._workloads.held(namespace=namespace):
-            if holder in snapshot.state.paused_by | snapshot.state.scaled_by:
-                records.append(
-                    await self._release(namespace, holder, snapshot.state.target, now=now, reason="SLODeleted")
-                )
+        for held in await self._workloads.held(namespace=namespace):
+            if holder in held.state.paused_by | held.state.scaled_by:
+                record = await self._release(namespace, holder, held.state.target, now=now, reason="SLODeleted")
+                if record is not None:
+                    records.append(record)
         return records
 
     async def _reject(
@@ -148,7 +229,7 @@ class Reconciler:
             previous.get("message") != status["message"] or previous.get("observedGeneration") != generation
         )
         if is_new_problem:
-            logger.warning("invalid spec", extra={"slo": f"{ref.namespace}/{ref.name}", "field": error.field})
+            logger.warning("invalid spec", extra={"slo": ref.key, "field": error.field})
             await self._events.post(regarding=ref, type_="Warning", reason="InvalidSpec", message=str(error))
         await self._write(ref, previous=previous, status=status, now=now)
         return Outcome(None, ())
@@ -162,62 +243,99 @@ class Reconciler:
         previous: Mapping[str, Any],
         now: datetime,
     ) -> tuple[TargetReport, list[ActionRecord]]:
-        previous_state = _previous_target_state(previous, target)
+        previous_row = _previous_target_row(previous, target)
+        previous_state = previous_row.get("state")
         backoff = ReassertBackoff(base=objective.evaluation_interval, cap=self._settings.reassert_backoff_max)
-        for _attempt in range(self._settings.conflict_retries):
-            try:
-                snapshot = await self._workloads.read(
-                    namespace=objective.namespace,
-                    target=target,
-                    check_autoscaler=objective.policy.action is PolicyAction.SCALE,
-                )
-            except KubernetesUnavailable as err:
-                return _report(
-                    target,
-                    "Unknown",
-                    "KubernetesApiError",
-                    f"Could not read {target.kind} {target.name}: {err}",
-                ), []
-            decision = decide(
+
+        def choose(workload: WorkloadState) -> TargetDecision:
+            return decide(
                 holder=objective.name,
                 policy=objective.policy,
                 evaluation=evaluation,
-                workload=snapshot.state,
+                workload=workload,
                 now=now,
                 backoff=backoff,
             )
-            if decision.change is None:
-                if decision.state in _NOTABLE_STATES and previous_state != decision.state.value:
-                    await self._post_both(objective, target, decision, type_="Warning")
-                return _report_decision(decision), []
-            if objective.policy.mode is PolicyMode.DRY_RUN:
-                return await self._dry_run(objective, target, decision, previous_state=previous_state, now=now)
+
+        dry_run = objective.policy.mode is PolicyMode.DRY_RUN
+        try:
+            workload, decision, _ = await self._converge(
+                objective.namespace,
+                target,
+                choose=choose,
+                check_autoscaler=objective.policy.action is PolicyAction.SCALE,
+                write=not dry_run,
+            )
+        except KubernetesUnavailable as err:
+            message = f"Could not read {target.kind} {target.name}: {err}"
+            return _report(target, "Unknown", "KubernetesApiError", message), []
+        except _WriteFailed as failed:
+            record = _record(now, target, failed.decision, result="Failed")
+            message = f"Could not {record.action.lower()} {target.kind} {target.name}: {failed}"
+            await self._events.post(
+                regarding=_slo_ref(objective), type_="Warning", reason="ActionFailed", message=message
+            )
+            return _report(target, "Unknown", "ActionFailed", message), [record]
+        except _KeptChanging:
+            message = f"{target.kind} {target.name} kept changing under slo-guard; will retry next evaluation"
+            return _report(target, "Unknown", "Conflict", message), []
+        if workload.override_problem and workload.override_problem not in str(previous_row.get("message", "")):
+            problem = f"{target.kind} {target.name}: ignored {workload.override_problem}"
+            await self._post_on_slo_and_target(
+                objective, target, reason="InvalidOverride", message=problem, type_="Warning"
+            )
+        if decision.change is None:
+            if decision.state in _NOTABLE_STATES and previous_state != decision.state.value:
+                await self._post_on_slo_and_target(
+                    objective, target, reason=decision.reason, message=decision.message, type_="Warning"
+                )
+            return _report_decision(decision), []
+        if dry_run:
+            return await self._dry_run(objective, target, decision, previous_state=previous_state, now=now)
+        # A re-assertion answers someone who undid the action: worth a Warning.
+        contested = decision.contest is not None
+        await self._post_on_slo_and_target(
+            objective,
+            target,
+            reason=decision.reason,
+            message=decision.message,
+            type_="Warning" if contested else "Normal",
+        )
+        logger.log(
+            logging.WARNING if contested else logging.INFO,
+            decision.message,
+            extra={"slo": objective.key, "target": f"{target.kind}/{target.name}", "reason": decision.reason},
+        )
+        return _report_decision(decision), [_record(now, target, decision, result="Applied")]
+
+    async def _converge(
+        self,
+        namespace: str,
+        target: Target,
+        *,
+        choose: Callable[[WorkloadState], TargetDecision],
+        check_autoscaler: bool,
+        write: bool,
+    ) -> tuple[WorkloadState, TargetDecision, bool]:
+        """Read the target, decide, and write the change conditionally on the resourceVersion read.
+
+        A conflict means someone wrote in between: read and decide again, a bounded number of times. Returns the
+        state read, the decision and whether it was written. A failed read raises KubernetesUnavailable, a failed
+        write _WriteFailed, and conflicts on every attempt _KeptChanging.
+        """
+        for _attempt in range(self._settings.conflict_retries):
+            snapshot = await self._workloads.read(namespace=namespace, target=target, check_autoscaler=check_autoscaler)
+            decision = choose(snapshot.state)
+            if decision.change is None or not write:
+                return snapshot.state, decision, False
             try:
-                await self._workloads.apply(namespace=objective.namespace, snapshot=snapshot, change=decision.change)
+                await self._workloads.apply(namespace=namespace, snapshot=snapshot, change=decision.change)
             except WorkloadConflict:
                 continue
-            except KubernetesUnavailable as err:
-                record = _record(now, target, decision, result="Failed")
-                message = f"Could not {decision.change.action.value.lower()} {target.kind} {target.name}: {err}"
-                await self._events.post(
-                    regarding=_slo_ref(objective), type_="Warning", reason="ActionFailed", message=message
-                )
-                return _report(target, "Unknown", "ActionFailed", message), [record]
-            # A re-assertion answers someone who undid the action: worth a Warning.
-            contested = decision.contest is not None
-            await self._post_both(objective, target, decision, type_="Warning" if contested else "Normal")
-            logger.log(
-                logging.WARNING if contested else logging.INFO,
-                decision.message,
-                extra={
-                    "slo": objective.key,
-                    "target": f"{target.kind}/{target.name}",
-                    "reason": decision.reason,
-                },
-            )
-            return _report_decision(decision), [_record(now, target, decision, result="Applied")]
-        message = f"{target.kind} {target.name} kept changing under slo-guard; will retry next evaluation"
-        return _report(target, "Unknown", "Conflict", message), []
+            except KubernetesUnavailable as error:
+                raise _WriteFailed(decision, error) from error
+            return snapshot.state, decision, True
+        raise _KeptChanging
 
     async def _dry_run(
         self,
@@ -253,45 +371,50 @@ class Reconciler:
                 and not (holds_scale and objective.policy.action is not PolicyAction.SCALE)
             )
             if (holds_pause or holds_scale) and not still_right:
-                records.append(
-                    await self._release(
-                        objective.namespace, objective.name, state.target, now=now, reason="SpecChanged"
-                    )
+                record = await self._release(
+                    objective.namespace, objective.name, state.target, now=now, reason="SpecChanged"
                 )
+                if record is not None:
+                    records.append(record)
         return records
 
     async def _release(
         self, namespace: str, holder: str, target: Target, *, now: datetime, reason: str
-    ) -> ActionRecord:
-        for _attempt in range(self._settings.conflict_retries):
-            snapshot = await self._workloads.read(namespace=namespace, target=target, check_autoscaler=False)
-            decision = release(holder=holder, workload=snapshot.state)
-            if decision.change is None:
-                return _record_plain(now, target, action="Release", result="Applied", reason=reason)
-            try:
-                await self._workloads.apply(namespace=namespace, snapshot=snapshot, change=decision.change)
-            except WorkloadConflict:
-                continue
-            regarding = ObjectRef("apps/v1", target.kind, namespace, target.name)
-            await self._events.post(regarding=regarding, type_="Normal", reason=reason, message=decision.message)
-            logger.info(
-                decision.message,
-                extra={
-                    "slo": f"{namespace}/{holder}",
-                    "target": f"{target.kind}/{target.name}",
-                    "reason": reason,
-                },
+    ) -> ActionRecord | None:
+        """Let go of `holder`'s hold on one target; None when it held nothing there any more."""
+        try:
+            _, decision, written = await self._converge(
+                namespace,
+                target,
+                choose=lambda workload: release(holder=holder, workload=workload),
+                check_autoscaler=False,
+                write=True,
             )
-            return _record(now, target, decision, result="Applied", reason=reason)
-        raise KubernetesUnavailable(f"{target.kind} {target.name} kept changing; release will be retried")
-
-    async def _post_both(self, objective: Objective, target: Target, decision: TargetDecision, *, type_: str) -> None:
-        await self._events.post(
-            regarding=_slo_ref(objective), type_=type_, reason=decision.reason, message=decision.message
+        except (_WriteFailed, _KeptChanging) as error:
+            raise KubernetesUnavailable(f"could not release {target.kind} {target.name}: {error}") from error
+        regarding = _target_ref(namespace, target)
+        if decision.state is TargetState.REFUSED:
+            await self._events.post(
+                regarding=regarding, type_="Warning", reason=decision.reason, message=decision.message
+            )
+            return _record(now, target, decision, result="Refused")
+        if not written:
+            return None
+        await self._events.post(regarding=regarding, type_="Normal", reason=reason, message=decision.message)
+        logger.info(
+            decision.message,
+            extra={"slo": f"{namespace}/{holder}", "target": f"{target.kind}/{target.name}", "reason": reason},
         )
-        target_ref = ObjectRef("apps/v1", target.kind, objective.namespace, target.name)
-        message = f"{decision.message} (ServiceLevelObjective {objective.name})"
-        await self._events.post(regarding=target_ref, type_=type_, reason=decision.reason, message=message)
+        return _record(now, target, decision, result="Applied", reason=reason)
+
+    async def _post_on_slo_and_target(
+        self, objective: Objective, target: Target, *, reason: str, message: str, type_: str
+    ) -> None:
+        await self._events.post(regarding=_slo_ref(objective), type_=type_, reason=reason, message=message)
+        target_message = f"{message} (ServiceLevelObjective {objective.name})"
+        await self._events.post(
+            regarding=_target_ref(objective.namespace, target), type_=type_, reason=reason, message=target_message
+        )
 
     async def _announce_transition(
         self, ref: ObjectRef, *, previous: Mapping[str, Any], evaluation: Evaluation
@@ -310,16 +433,8 @@ class Reconciler:
         self, ref: ObjectRef, *, previous: Mapping[str, Any], status: Mapping[str, Any], now: datetime
     ) -> None:
         if status_changed(previous, status, heartbeat_due=_heartbeat_due(previous, now, self._settings.heartbeat)):
-            patch = merge_patch(previous, status)
+            patch = diff_as_merge_patch(previous, status)
             await self._statuses.patch_status(namespace=ref.namespace, name=ref.name, status=patch)
-
-
-def _identity(resource: Mapping[str, Any]) -> tuple[ObjectRef, Mapping[str, Any], int | None]:
-    """The SLO's reference for Events and status writes, its last status, and its generation."""
-    metadata = resource.get("metadata") or {}
-    namespace = str(metadata.get("namespace") or "default")
-    ref = ObjectRef(API_VERSION, KIND, namespace, str(metadata.get("name")), metadata.get("uid"))
-    return ref, resource.get("status") or {}, metadata.get("generation")
 
 
 def _reason(evaluation: Evaluation) -> str | None:
@@ -337,15 +452,32 @@ def _heartbeat_due(previous: Mapping[str, Any], now: datetime, heartbeat: float)
     return (now - written).total_seconds() >= heartbeat
 
 
-def _previous_target_state(previous: Mapping[str, Any], target: Target) -> str | None:
+def _previous_target_row(previous: Mapping[str, Any], target: Target) -> Mapping[str, Any]:
     for item in previous.get("targets") or []:
         if item.get("kind") == target.kind and item.get("name") == target.name:
-            return str(item.get("state"))
-    return None
+            return dict(item)
+    return {}
+
+
+def slo_ref(body: Mapping[str, Any]) -> ObjectRef:
+    """The SLO a body describes, for Events, status writes and per-SLO bookkeeping."""
+    metadata = body.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "default")
+    return ObjectRef(API_VERSION, KIND, namespace, str(metadata.get("name")), metadata.get("uid"))
 
 
 def _slo_ref(objective: Objective) -> ObjectRef:
     return ObjectRef(API_VERSION, KIND, objective.namespace, objective.name)
+
+
+def _target_ref(namespace: str, target: Target) -> ObjectRef:
+    return ObjectRef("apps/v1", target.kind, namespace, target.name)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a pass's outcome as seen: its caller may have been cancelled while it ran on."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _report(target: Target, state: str, reason: str, message: str) -> TargetReport:
@@ -367,9 +499,14 @@ def _report_decision(decision: TargetDecision) -> TargetReport:
 def _record(
     now: datetime, target: Target, decision: TargetDecision, *, result: str, reason: str | None = None
 ) -> ActionRecord:
-    action = decision.change.action.value if decision.change else "None"
-    return _record_plain(now, target, action=action, result=result, reason=reason or decision.reason)
-
-
-def _record_plain(now: datetime, target: Target, *, action: str, result: str, reason: str) -> ActionRecord:
-    return ActionRecord(time=now, kind=target.kind, name=target.name, action=action, result=result, reason=reason)
+    # Only a release is ever refused without a change: the count to restore was lost.
+    action = decision.change.action.value if decision.change else ActionKind.RESTORE.value
+    return ActionRecord(
+        time=now,
+        kind=target.kind,
+        name=target.name,
+        action=action,
+        result=result,
+        reason=reason or decision.reason,
+        message=decision.message,
+    )

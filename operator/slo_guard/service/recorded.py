@@ -3,9 +3,10 @@
 `ManagedRules` keeps the rule groups of every SLO this process evaluates; `sync_rules_forever` writes them
 to a `RuleSink` (a rule file plus reload, or a PrometheusRule object) whenever they change. `RecordedSource`
 answers the evaluation's queries from one batch of recorded values per cycle, and sends a query directly
-when its value is not recorded yet (a new or edited SLO) or was recorded too long ago. A direct answer is
-reused for the query's refresh period, as a recorded one would be: until a new SLO's slow groups first run
-(up to an hour for a 30-day window), its long windows cost one direct query per period, not per cycle.
+when its value is not recorded yet (a new or edited SLO) or its own latest sample is older than two of its
+group's periods (the rule stopped running, or keeps failing while the rest of its group succeeds). A direct
+answer is reused for the query's refresh period, as a recorded one would be: until a new SLO's slow groups
+first run (up to an hour for a 30-day window), its long windows cost one direct query per period, not per cycle.
 """
 
 from __future__ import annotations
@@ -13,35 +14,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from slo_guard.adapters.prometheus import PrometheusUnavailable, Sample
-from slo_guard.domain.durations import parse_duration
+from slo_guard.domain.durations import format_duration, parse_duration
 from slo_guard.domain.model import Objective
 from slo_guard.domain.recording import (
     EVALUATED_RECORD,
-    NAMESPACE_LABEL,
     PERIOD_LABEL,
     QUERY_LABEL,
-    SLO_LABEL,
     VALUE_RECORD,
-    RuleGroup,
-    longest_period,
     managed_rule_groups,
     query_key,
     query_periods,
 )
-from slo_guard.service.evaluation import EvaluationSettings, tenant_matchers
-from slo_guard.service.ports import MetricsSource, RuleSink
+from slo_guard.domain.rules import NAMESPACE_LABEL, SLO_LABEL, RuleGroup
+from slo_guard.service.evaluation import EvaluationSettings, query_all, tenant_matchers
+from slo_guard.service.ports import MetricsSource, PrometheusUnavailable, QueryError, RuleSink, Sample
 from slo_guard.telemetry import OperatorMetrics, RecordedRead
 
 logger = logging.getLogger("slo_guard.recorded")
-
-READ_MARGIN = 60
-"""Seconds added to the slowest group's period when reading values back, for late rule evaluations."""
 
 
 class ManagedRules:
@@ -90,9 +84,9 @@ class ManagedRules:
         return {key: list(self._groups[key]) for key in sorted(self._groups)}
 
     @property
-    def read_range(self) -> int:
-        """Seconds to look back for recorded values: the slowest group's period and a margin."""
-        return max((longest_period(groups) for groups in self._groups.values()), default=0) + READ_MARGIN
+    def periods(self) -> set[int]:
+        """Every group's period in seconds, each once."""
+        return {parse_duration(group["interval"]) for groups in self._groups.values() for group in groups}
 
     @property
     def shortest_interval(self) -> int | None:
@@ -131,8 +125,9 @@ class _Recorded:
 class _Batch:
     at: float
     values: dict[str, list[_Recorded]] = field(default_factory=dict)
+    """Only values whose own latest sample is at most two of their group's periods old."""
     evaluated_at: dict[tuple[str, str, str], float] = field(default_factory=dict)
-    error: PrometheusUnavailable | None = None
+    error: PrometheusUnavailable | QueryError | None = None
 
 
 class RecordedSource:
@@ -151,7 +146,7 @@ class RecordedSource:
         batch = await self._batch_for(at)
         if batch.error is not None:
             # A failed batch fails every query of the cycle: a broken Prometheus gets no direct-query storm.
-            raise batch.error
+            raise batch.error.copy()
         key = query_key(expr)
         recorded = _lookup(batch, key)
         if recorded is None:
@@ -173,7 +168,7 @@ class RecordedSource:
         return samples
 
     async def _batch_for(self, at: datetime) -> _Batch:
-        max_age = self._rules.shortest_interval or READ_MARGIN
+        max_age = self._rules.shortest_interval or 0
         async with self._lock:
             batch = self._batch
             if batch is None or not 0 <= at.timestamp() - batch.at < max_age:
@@ -190,14 +185,20 @@ class RecordedSource:
 
     async def _fetch(self, at: datetime) -> _Batch:
         batch = _Batch(at=at.timestamp())
-        span = f"{self._rules.read_range}s"
+        periods = self._rules.periods
+        if not periods:
+            # The last SLO went while one of its evaluations ran: nothing is recorded for it any more.
+            return batch
         try:
-            values, evaluated = await asyncio.gather(
-                self._direct.query(f"last_over_time({VALUE_RECORD}[{span}])", at=at),
-                self._direct.query(f"last_over_time({EVALUATED_RECORD}[{span}])", at=at),
+            values, evaluated = await query_all(
+                self._direct, [_fresh(VALUE_RECORD, periods), _fresh(EVALUATED_RECORD, periods)], at=at
             )
         except PrometheusUnavailable as error:
             batch.error = error
+            return batch
+        except QueryError as error:
+            # Prometheus refused the operator's own read, not an SLO's query: no SLO is marked QueryRejected for it.
+            batch.error = QueryError(f"reading the recorded values: {error}", status=error.status)
             return batch
         batch.evaluated_at = {_group_of(sample.labels): sample.value for sample in evaluated}
         for sample in values:
@@ -206,24 +207,25 @@ class RecordedSource:
         return batch
 
 
+def _fresh(record: str, periods: Iterable[int]) -> str:
+    """The latest sample of every `record` series whose own latest sample is at most two of its periods old.
+
+    Each series is judged by its own samples: a rule that keeps failing (a timeout, a sample limit) writes
+    nothing while the other rules of its group, its `time()` among them, still succeed.
+    """
+    return " or ".join(
+        f'last_over_time({record}{{{PERIOD_LABEL}="{format_duration(period)}"}}[{format_duration(2 * period)}])'
+        for period in sorted(periods)
+    )
+
+
 def _lookup(batch: _Batch, key: str) -> float | None:
-    """The value of the freshest group recording `key`, if that group evaluated within twice its period."""
-    best: tuple[float, float] | None = None
-    for recorded in batch.values.get(key, ()):
-        evaluated = batch.evaluated_at.get(recorded.group)
-        if evaluated is None or batch.at - evaluated > 2 * _period(recorded.group):
-            continue
-        if best is None or evaluated > best[0]:
-            best = (evaluated, recorded.value)
-    return None if best is None else best[1]
+    """The value of `key` from the group that evaluated last, among the groups recording it."""
+    recorded = batch.values.get(key)
+    if not recorded:
+        return None
+    return max(recorded, key=lambda value: batch.evaluated_at.get(value.group, -math.inf)).value
 
 
 def _group_of(labels: Mapping[str, Any]) -> tuple[str, str, str]:
     return (str(labels.get(NAMESPACE_LABEL, "")), str(labels.get(SLO_LABEL, "")), str(labels.get(PERIOD_LABEL, "")))
-
-
-def _period(group: tuple[str, str, str]) -> int:
-    try:
-        return parse_duration(group[2])
-    except ValueError:
-        return 0

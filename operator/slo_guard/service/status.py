@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from slo_guard.domain.evaluation_types import Evaluation, State
+from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.policy import Contest, TargetState
+from slo_guard.domain.timestamps import rfc3339
 from slo_guard.resources import status_from_evaluation
 
 STATUS_DIGITS = 3
 """Three significant digits keep status from changing every cycle on noise."""
 MAX_ACTIONS = 20
+ACTION_MESSAGE_LIMIT = 512
+"""Keeps twenty history entries well inside an object's size limit."""
 VOLATILE_FIELDS = ("evaluatedAt",)
 
 
@@ -41,6 +44,8 @@ class ActionRecord:
     result: str
     """Applied, DryRun, Refused or Failed."""
     reason: str
+    message: str = ""
+    """What happened, as the Event said it (an override names itself and its expiry)."""
 
     def as_status(self) -> dict[str, str]:
         return {
@@ -50,11 +55,8 @@ class ActionRecord:
             "action": self.action,
             "result": self.result,
             "reason": self.reason,
+            "message": self.message[:ACTION_MESSAGE_LIMIT],
         }
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +142,19 @@ def _conditions(evaluation: Evaluation, targets: Sequence[TargetReport]) -> list
             evaluation.message,
         )
     return [
-        Condition("Ready", "True", "Evaluated", "The spec is valid and is being evaluated"),
+        _ready_condition(evaluation),
         data,
         exhausted,
         _action_condition(targets),
         contest_condition(targets),
     ]
+
+
+def _ready_condition(evaluation: Evaluation) -> Condition:
+    # Prometheus refuses to run one of the SLO's queries: unlike an outage, it will not pass by itself.
+    if evaluation.reason is UnknownReason.QUERY_REJECTED:
+        return Condition("Ready", "False", UnknownReason.QUERY_REJECTED.value, evaluation.message)
+    return Condition("Ready", "True", "Evaluated", "The spec is valid and is being evaluated")
 
 
 _HELD_STATES = {TargetState.PAUSED.value, TargetState.SCALED.value}
@@ -236,13 +245,13 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def merge_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+def diff_as_merge_patch(previous: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """An RFC 7386 merge patch turning `previous` into `current`: keys that disappeared are set to null."""
     patch: dict[str, Any] = {key: None for key in previous if key not in current}
     for key, value in current.items():
         old = previous.get(key)
         if isinstance(value, Mapping) and isinstance(old, Mapping):
-            patch[key] = merge_patch(old, value)
+            patch[key] = diff_as_merge_patch(old, value)
         else:
             patch[key] = value
     return patch

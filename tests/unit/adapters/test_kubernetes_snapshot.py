@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from slo_guard.adapters.kubernetes import FIELD_MANAGER, deployment_snapshot, field_owner
+from slo_guard.adapters.managed_fields import FIELD_MANAGER, field_owner
+from slo_guard.adapters.workloads import deployment_snapshot
 from slo_guard.domain.model import Target
 from slo_guard.domain.policy import PAUSED_BY, REASSERTED_AT, REASSERTIONS, REVERTED_BY
 

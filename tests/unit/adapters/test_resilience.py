@@ -183,22 +183,53 @@ async def test_a_probe_answered_with_a_non_failure_error_closes_the_breaker() ->
     assert breaker.state is BreakerState.CLOSED
 
 
-async def test_a_cancelled_probe_lets_the_next_caller_probe() -> None:
+async def test_a_probe_whose_caller_gives_up_still_runs_and_decides_the_breaker() -> None:
+    """Callers give up on a probe when another call of theirs failed fast: the probe must still close it."""
     clock = FakeClock()
     breaker = make_breaker(clock)
     await open_breaker(breaker)
     clock.now += 30
+    probe_started, finish_probe, probe_finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow_probe() -> str:
+        probe_started.set()
+        await finish_probe.wait()
+        probe_finished.set()
+        return "probed"
+
+    caller = asyncio.create_task(breaker.call(slow_probe))
+    await probe_started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(succeed)
+    finish_probe.set()
+    await probe_finished.wait()
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_probe_cancelled_itself_lets_the_next_caller_probe() -> None:
+    """The event loop closing cancels the probe: it proved nothing."""
+    clock = FakeClock()
+    breaker = make_breaker(clock)
+    await open_breaker(breaker)
+    clock.now += 30
+    probes: list[asyncio.Task[object]] = []
     probe_started = asyncio.Event()
 
     async def hang() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        probes.append(task)
         probe_started.set()
         await asyncio.Event().wait()
 
-    probe = asyncio.create_task(breaker.call(hang))
+    caller = asyncio.create_task(breaker.call(hang))
     await probe_started.wait()
-    probe.cancel()
+    probes[0].cancel()
     with pytest.raises(asyncio.CancelledError):
-        await probe
+        await caller
     assert breaker.state is BreakerState.HALF_OPEN
     assert await breaker.call(succeed) == "ok"
     assert breaker.state is BreakerState.CLOSED
@@ -402,6 +433,20 @@ async def test_a_cancelled_caller_returns_at_once_and_its_slot_frees_when_the_th
     assert await asyncio.wait_for(bulkhead.run(lambda: "next"), timeout=30) == "next"
     assert gate.finished == 1
     bulkhead.close()
+
+
+async def test_aclose_waits_for_the_threads_of_callers_that_gave_up() -> None:
+    bulkhead = Bulkhead(2, thread_name_prefix="aclose")
+    gate = Gate()
+    caller = asyncio.create_task(bulkhead.run(gate.work))
+    await until(lambda: gate.running == 1)
+    caller.cancel()
+    closed = asyncio.create_task(bulkhead.aclose())
+    await asyncio.sleep(0.05)
+    assert not closed.done()
+    gate.open()
+    await asyncio.wait_for(closed, timeout=30)
+    assert gate.finished == 1
 
 
 async def test_bulkhead_passes_errors_to_the_caller() -> None:

@@ -76,16 +76,16 @@ def test_workbook_example_half_the_budget_burnt_at_half_speed() -> None:
     assert all(burn == pytest.approx(0.5, rel=1e-12) for burn in result.burn_rates.values())
     # 0.5 of the budget left, spent at 0.5 budgets per window: one more 30d window.
     assert result.time_to_exhaustion == pytest.approx(WINDOW, rel=1e-12)
-    assert result.message == "Healthy: 50.0% of the error budget consumed over 30d"
+    assert result.message == "Healthy: +50.0% of the error budget left over 30d"
 
 
-def test_healthy_message_reports_the_share_consumed() -> None:
+def test_healthy_message_reports_the_share_left() -> None:
     target = slo()
     rates = dict.fromkeys(required_windows(target), (0.0, 1000.0))
     rates[WINDOW] = (0.421, 1000.0)
     result = judge(target, measured(rates))
     assert result.state is State.HEALTHY
-    assert result.message == "Healthy: 42.1% of the error budget consumed over 30d"
+    assert result.message == "Healthy: +57.9% of the error budget left over 30d"
 
 
 def test_alerts_follow_the_tiers_in_order() -> None:
@@ -217,7 +217,7 @@ def test_overspent_budget_is_negative_and_exhausted() -> None:
     assert result.budget_remaining == pytest.approx(-0.12, rel=1e-9)
     assert result.budget_consumed == pytest.approx(1.12, rel=1e-12)
     assert result.time_to_exhaustion == 0.0
-    assert result.message == "Error budget exhausted: 112.0% consumed over 30d"
+    assert result.message == "Error budget exhausted: -12.0% of the error budget left over 30d"
 
 
 def test_exactly_spent_budget_is_exhausted() -> None:

@@ -20,6 +20,7 @@ from slo_guard.domain.policy import (
     REASSERTIONS,
     REVERTED_BY,
     SCALED_BY,
+    SCALED_TO,
     ActionKind,
     Change,
     ReassertBackoff,
@@ -63,12 +64,14 @@ def apply(workload: WorkloadState, change: Change | None) -> WorkloadState:
         PAUSED_BY: ",".join(sorted(workload.paused_by)) or None,
         SCALED_BY: ",".join(sorted(workload.scaled_by)) or None,
         ORIGINAL_REPLICAS: None if workload.original_replicas is None else str(workload.original_replicas),
+        SCALED_TO: None if workload.scaled_to is None else str(workload.scaled_to),
         REASSERTIONS: str(workload.reassertions) if workload.reassertions else None,
         REASSERTED_AT: workload.reasserted_at.isoformat() if workload.reasserted_at else None,
         REVERTED_BY: workload.reverted_by,
     }
     annotations.update(change.annotations)
     original = annotations.get(ORIGINAL_REPLICAS)
+    scaled_to = annotations.get(SCALED_TO)
     reasserted_at = annotations.get(REASSERTED_AT)
     return replace(
         workload,
@@ -77,6 +80,7 @@ def apply(workload: WorkloadState, change: Change | None) -> WorkloadState:
         paused_by=parse_holders(annotations.get(PAUSED_BY)),
         scaled_by=parse_holders(annotations.get(SCALED_BY)),
         original_replicas=None if original is None else int(original),
+        scaled_to=None if scaled_to is None else int(scaled_to),
         reassertions=int(annotations.get(REASSERTIONS) or 0),
         reasserted_at=None if reasserted_at is None else datetime.fromisoformat(reasserted_at),
         reverted_by=annotations.get(REVERTED_BY),
@@ -206,7 +210,7 @@ def test_scale_remembers_original_replicas_and_restores_them() -> None:
     decision = decide(holder="slo-a", policy=SCALE, evaluation=evaluation(-1), workload=FRESH, now=NOW, backoff=BACKOFF)
     assert decision.change is not None
     assert decision.change.replicas == 2
-    assert decision.change.annotations == {SCALED_BY: "slo-a", ORIGINAL_REPLICAS: "5"}
+    assert decision.change.annotations == {SCALED_BY: "slo-a", ORIGINAL_REPLICAS: "5", SCALED_TO: "2"}
     scaled = apply(FRESH, decision.change)
     restore = decide(
         holder="slo-a", policy=SCALE, evaluation=evaluation(0.6), workload=scaled, now=NOW, backoff=BACKOFF
@@ -214,7 +218,7 @@ def test_scale_remembers_original_replicas_and_restores_them() -> None:
     assert restore.change is not None
     assert restore.change.action is ActionKind.RESTORE
     assert restore.change.replicas == 5
-    assert restore.change.annotations == {SCALED_BY: None, ORIGINAL_REPLICAS: None, **NO_CONTEST}
+    assert restore.change.annotations == {SCALED_BY: None, ORIGINAL_REPLICAS: None, SCALED_TO: None, **NO_CONTEST}
 
 
 def test_second_scale_holder_does_not_overwrite_original_replicas() -> None:
@@ -421,3 +425,119 @@ def test_reassertions_are_spaced_by_the_backoff_and_a_standing_revert_is_never_a
     if reverts:
         assert reasserted, "a revert while the budget is spent is always undone eventually"
         assert reasserted[-1] > max(reverts), "the last revert does not stand"
+
+
+# Overrides are a human's explicit instruction: they release slo-guard's holds whatever the evaluation says.
+
+
+def test_an_override_releases_a_held_pause_while_the_data_is_unknown() -> None:
+    until = NOW + timedelta(hours=2)
+    crash_looping = replace(HELD_PAUSE, override_until=until, override_reason="P0 fix for checkout")
+    decision = decide(
+        holder="slo-a", policy=PAUSE, evaluation=UNKNOWN, workload=crash_looping, now=NOW, backoff=BACKOFF
+    )
+    assert decision.state is TargetState.OVERRIDDEN
+    assert decision.change is not None
+    assert decision.change.paused is False
+    assert "2026-11-01T02:00:00Z" in decision.message
+    assert "P0 fix for checkout" in decision.message
+
+
+def test_an_override_never_starts_an_action_while_the_data_is_unknown() -> None:
+    overridden = replace(FRESH, override_until=NOW + timedelta(hours=2))
+    for policy in (PAUSE, SCALE):
+        decision = decide(
+            holder="slo-a", policy=policy, evaluation=UNKNOWN, workload=overridden, now=NOW, backoff=BACKOFF
+        )
+        assert decision.change is None
+
+
+def test_a_malformed_override_is_reported_on_the_target_and_ignored() -> None:
+    garbled = replace(HELD_PAUSE, override_problem="sloguard.io/override-until='tomorrow' is not an RFC 3339 time")
+    decision = decide(holder="slo-a", policy=PAUSE, evaluation=SPENT, workload=garbled, now=NOW, backoff=BACKOFF)
+    assert decision.state is TargetState.PAUSED
+    assert decision.change is None
+    assert "override-until='tomorrow' is not an RFC 3339 time" in decision.message
+
+
+# Several SLOs scaling one target.
+
+SCALE_TO_3 = replace(SCALE, scale_to=3)
+
+
+def scaled_by_two() -> WorkloadState:
+    """slo-a scaled the target to 2 first; slo-b (scaleTo 3) joined the hold without changing the count."""
+    workload = FRESH
+    for holder, policy in (("slo-a", SCALE), ("slo-b", SCALE_TO_3)):
+        decision = decide(holder=holder, policy=policy, evaluation=SPENT, workload=workload, now=NOW, backoff=BACKOFF)
+        workload = apply(workload, decision.change)
+    assert workload.replicas == 2
+    return workload
+
+
+def test_with_two_scale_holders_a_revert_of_replicas_is_scaled_back_to_the_first_holders_count() -> None:
+    reverted = replace(scaled_by_two(), replicas=5, replicas_set_by="kubectl-edit")
+    decision = decide(holder="slo-b", policy=SCALE_TO_3, evaluation=SPENT, workload=reverted, now=NOW, backoff=BACKOFF)
+    assert decision.change is not None
+    assert decision.change.replicas == 2
+    assert decision.contest is not None
+    assert decision.contest.reverted_by == "kubectl-edit"
+
+
+def test_the_last_other_holder_leaving_is_not_a_contest() -> None:
+    workload = scaled_by_two()
+    workload = apply(workload, release(holder="slo-a", workload=workload).change)
+    assert workload.scaled_by == {"slo-b"}
+    before = replace(workload, replicas_set_by="kubectl-client-side-apply")
+    decision = decide(holder="slo-b", policy=SCALE_TO_3, evaluation=SPENT, workload=before, now=NOW, backoff=BACKOFF)
+    assert decision.contest is None
+    assert decision.state is TargetState.SCALED
+    assert decision.change is not None
+    assert decision.change.replicas == 3, "the only holder left scales to its own scaleTo"
+    assert REASSERTIONS not in decision.change.annotations
+
+
+def test_an_edited_scale_to_rescales_without_a_contest() -> None:
+    scaled = apply(
+        FRESH, decide(holder="a", policy=SCALE, evaluation=SPENT, workload=FRESH, now=NOW, backoff=BACKOFF).change
+    )
+    decision = decide(holder="a", policy=SCALE_TO_3, evaluation=SPENT, workload=scaled, now=NOW, backoff=BACKOFF)
+    assert decision.contest is None
+    assert decision.change is not None
+    assert decision.change.replicas == 3
+    rescaled = apply(scaled, decision.change)
+    assert rescaled.original_replicas == 5, "the count to restore is still the one before the hold"
+
+
+# A hold whose evidence was tampered with is never guessed at.
+
+
+def scaled_without_original() -> WorkloadState:
+    scaled = apply(
+        FRESH, decide(holder="a", policy=SCALE, evaluation=SPENT, workload=FRESH, now=NOW, backoff=BACKOFF).change
+    )
+    return replace(scaled, original_replicas=None)
+
+
+def test_a_lost_original_replicas_is_refused_and_keeps_the_hold() -> None:
+    decision = decide(
+        holder="a",
+        policy=SCALE,
+        evaluation=evaluation(0.9),
+        workload=scaled_without_original(),
+        now=NOW,
+        backoff=BACKOFF,
+    )
+    assert decision.state is TargetState.REFUSED
+    assert decision.reason == "OriginalReplicasUnknown"
+    assert decision.change is None, "the hold label and annotations stay as evidence"
+    assert "spec.replicas" in decision.message
+
+
+def test_once_a_human_sets_the_replicas_a_refused_hold_is_released_without_touching_them() -> None:
+    fixed = replace(scaled_without_original(), replicas=4, replicas_set_by="kubectl-edit")
+    decision = decide(holder="a", policy=SCALE, evaluation=evaluation(0.9), workload=fixed, now=NOW, backoff=BACKOFF)
+    assert decision.change is not None
+    assert decision.change.replicas is None
+    assert decision.change.labels == {HELD_LABEL: None}
+    assert decision.change.annotations[SCALED_BY] is None

@@ -6,6 +6,7 @@ pin down what reaches the cluster: target writes, Events and status, across reve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 from collections.abc import Mapping, Sequence
@@ -14,40 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.emulator_store import merge_patch
 
-from slo_guard.adapters.kubernetes import (
-    FIELD_MANAGER,
-    KubernetesUnavailable,
-    ObjectRef,
-    WorkloadConflict,
-    WorkloadSnapshot,
-    deployment_snapshot,
-    merge_patch,
-)
-from slo_guard.adapters.prometheus import Sample
+from slo_guard.adapters.managed_fields import FIELD_MANAGER
+from slo_guard.adapters.workloads import deployment_snapshot, workload_patch
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import Target
-from slo_guard.domain.policy import HELD_LABEL, Change
+from slo_guard.domain.policy import HELD_LABEL, Change, WorkloadState
 from slo_guard.resources import objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings
-from slo_guard.service.reconcile import Reconciler, ReconcilerSettings
+from slo_guard.service.ports import KubernetesUnavailable, ObjectRef, Sample, WorkloadConflict, WorkloadSnapshot
+from slo_guard.service.reconcile import Reconciler, ReconcilerSettings, SLOSnapshot
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 NAMESPACE = "shop"
 TARGET = Target("Deployment", "checkout")
-
-
-def json_merge(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    merged = dict(target) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = json_merge(merged.get(key), value)
-    return merged
 
 
 class FakeDeployment:
@@ -61,6 +43,8 @@ class FakeDeployment:
         self.owners: dict[str, str] = {"replicas": "kubectl-client-side-apply"}
         self.writes: list[dict[str, Any]] = []
         self.failing_writes = 0
+        self.write_gate: asyncio.Event | None = None
+        self.write_in_flight = asyncio.Event()
         self._clock = NOW
 
     @property
@@ -80,7 +64,7 @@ class FakeDeployment:
         self._store({"spec": fields}, manager=manager)
 
     def _store(self, patch: Mapping[str, Any], *, manager: str) -> None:
-        self.body = json_merge(self.body, patch)
+        self.body = merge_patch(self.body, patch)
         for field in patch.get("spec") or {}:
             self.owners[field] = manager
         metadata = self.body["metadata"]
@@ -97,14 +81,29 @@ class FakeDeployment:
         ]
 
     async def read(self, *, namespace: str, target: Target, check_autoscaler: bool) -> WorkloadSnapshot:
+        if target != TARGET:
+            return WorkloadSnapshot(WorkloadState(target, exists=False), resource_version=None)
         return deployment_snapshot(copy.deepcopy(self.body), target=target, autoscaler=None)
 
     async def apply(self, *, namespace: str, snapshot: WorkloadSnapshot, change: Change) -> None:
+        if self.write_gate is not None:
+            # Like the bulkhead's shielded thread: a PATCH that was sent lands even if its caller is cancelled.
+            self.write_in_flight.set()
+            await asyncio.shield(self._land_after_gate(snapshot, change))
+            return
+        await self._land(snapshot, change)
+
+    async def _land_after_gate(self, snapshot: WorkloadSnapshot, change: Change) -> None:
+        assert self.write_gate is not None
+        await self.write_gate.wait()
+        await self._land(snapshot, change)
+
+    async def _land(self, snapshot: WorkloadSnapshot, change: Change) -> None:
         if self.failing_writes:
             self.failing_writes -= 1
             raise KubernetesUnavailable("Kubernetes API answered 500: injected")
         assert snapshot.resource_version is not None
-        patch = merge_patch(resource_version=snapshot.resource_version, change=change)
+        patch = workload_patch(resource_version=snapshot.resource_version, change=change)
         if patch["metadata"].pop("resourceVersion") != self.body["metadata"]["resourceVersion"]:
             raise WorkloadConflict("the object has been modified")
         self.writes.append(patch)
@@ -161,7 +160,7 @@ class StoredSLO:
     async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, object]) -> None:
         if self.failing:
             raise KubernetesUnavailable("Kubernetes API answered 500: injected")
-        self.body = json_merge(self.body, {"status": status})
+        self.body = merge_patch(self.body, {"status": status})
 
 
 class NoMetrics:
@@ -206,7 +205,9 @@ class Cluster:
         objective = objective_from_resource(resource, min_step=1)
         # The runtime logs a failed pass and tries again at the next slot.
         with contextlib.suppress(KubernetesUnavailable):
-            await reconciler.enforce(resource, objective=objective, evaluation=evaluation, now=evaluation.evaluated_at)
+            await reconciler.enforce(
+                SLOSnapshot.of(resource), objective=objective, evaluation=evaluation, now=evaluation.evaluated_at
+            )
 
 
 def cluster(policy: Mapping[str, Any]) -> Cluster:
@@ -363,3 +364,88 @@ async def test_a_restart_after_a_lost_status_write_neither_repeats_nor_loses_the
     assert_released(world, direction)
     assert len(world.deployment.writes) == 2
     assert target_row(world)["state"] == "Untouched"
+
+
+# Interleavings with kopf: the body changes under a pass, and deletion races a pass's write.
+
+
+class GatedPrometheus:
+    """Answers every query of an evaluation: all requests failing (or none), a sample just now; can be held."""
+
+    def __init__(self) -> None:
+        self.error_ratio = 1.0
+        self.gate: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
+
+    async def query(self, expr: str, *, at: datetime) -> Sequence[Sample]:
+        if self.gate is not None:
+            self.waiting.set()
+            await self.gate.wait()
+        if expr.startswith("max(timestamp("):
+            return [Sample({}, at.timestamp(), at.timestamp())]
+        return [Sample({}, self.error_ratio if 'code="500"' in expr else 1.0, at.timestamp())]
+
+
+def live_operator(world: Cluster, prometheus: GatedPrometheus) -> Reconciler:
+    return Reconciler(
+        metrics=prometheus,
+        workloads=world.deployment,
+        events=world.events,
+        statuses=world.slo,
+        settings=ReconcilerSettings(min_step=1, evaluation=EvaluationSettings(max_staleness=15)),
+        clock=lambda: NOW,
+    )
+
+
+def watch_event(live: dict[str, Any], world: Cluster) -> None:
+    """kopf swaps the body it handed out in place when a watch event arrives."""
+    live.clear()
+    live.update(copy.deepcopy(world.slo.body))
+
+
+async def test_a_target_dropped_from_the_spec_during_a_pass_is_released_by_the_next_pass() -> None:
+    world = cluster(PAUSE)
+    prometheus = GatedPrometheus()
+    reconciler = live_operator(world, prometheus)
+    live = copy.deepcopy(world.slo.body)
+    await reconciler.reconcile(live)
+    assert world.deployment.spec.get("paused") is True
+    watch_event(live, world)
+
+    prometheus.gate = asyncio.Event()
+    in_flight = asyncio.ensure_future(reconciler.reconcile(live))
+    await prometheus.waiting.wait()
+    world.slo.body["spec"]["targets"] = [{"kind": "Deployment", "name": "cart"}]
+    world.slo.body["metadata"]["generation"] = 2
+    watch_event(live, world)
+    prometheus.gate.set()
+    await in_flight
+    assert world.slo.status["observedGeneration"] == 1, "the status speaks for the spec that was evaluated"
+
+    prometheus.gate = None
+    watch_event(live, world)
+    await reconciler.reconcile(live)
+    assert world.deployment.spec.get("paused") is False
+    assert HELD_LABEL not in world.deployment.labels
+    assert world.slo.status["observedGeneration"] == 2
+
+
+async def test_deleting_an_slo_while_its_pause_is_in_flight_leaves_no_orphan_hold() -> None:
+    world = cluster(PAUSE)
+    reconciler = live_operator(world, GatedPrometheus())
+    live = copy.deepcopy(world.slo.body)
+    world.deployment.write_gate = asyncio.Event()
+    daemon = asyncio.ensure_future(reconciler.reconcile(live))
+    await world.deployment.write_in_flight.wait()
+
+    live["metadata"]["deletionTimestamp"] = "2026-11-01T00:00:00Z"
+    daemon.cancel()
+    finalizer = asyncio.ensure_future(reconciler.finalize(live))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    world.deployment.write_gate.set()
+    await finalizer
+
+    assert world.deployment.spec.get("paused") is False
+    assert HELD_LABEL not in world.deployment.labels
+    assert "sloguard.io/paused-by" not in world.deployment.annotations
