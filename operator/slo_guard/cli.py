@@ -1,17 +1,19 @@
-"""The `slo-guard` command: `evaluate` (a deploy gate that needs no cluster) and `run` (the operator)."""
+"""The `slo-guard` command: `evaluate` (a deploy gate that needs no cluster), `gate` (one that reads the cluster),
+`rules` and `run` (the operator)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import yaml
 
@@ -19,17 +21,22 @@ from slo_guard import __version__
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings
 from slo_guard.domain.display import NOT_AVAILABLE, budget_percent
-from slo_guard.domain.durations import format_duration
+from slo_guard.domain.durations import DurationError, format_duration, parse_duration
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.model import KIND, Objective
 from slo_guard.domain.rules import DEFAULT_RUNBOOK_BASE, prometheus_rule, rule_file
 from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
+from slo_guard.service.gate import Poll, SLOGate, SLOsMissing, wait_for_gates
+from slo_guard.service.ports import KubernetesUnavailable
 
 EXIT_OK = 0
 EXIT_GATE_CLOSED = 1
 EXIT_UNKNOWN_OR_BAD_INPUT = 2
 JSON_DIGITS = 6
+_SLO_KEY = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
+"""NAMESPACE/NAME: a DNS label, a slash, a DNS subdomain."""
+_CLEAR_LINE = "\r\x1b[K"
 
 
 class InputError(Exception):
@@ -46,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "gate":
+            return _gate(args)
         if args.command == "rules":
             return _rules(args)
         if args.command == "run":
@@ -103,6 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(evaluate, PROMETHEUS_SETTINGS)
 
+    gate = commands.add_parser(
+        "gate",
+        formatter_class=_Help,
+        help="read SLOs' gates from the cluster (exit 0 all open, 1 any closed, 2 missing SLO/bad input)",
+        description="Read each SLO's status through KUBECONFIG (else the pod's service account); needs only `get` on "
+        "servicelevelobjectives, and no Prometheus. A gate is closed while the SLO's policy holds its targets; an "
+        "Unknown SLO is open, with a warning.",
+    )
+    gate.add_argument("slos", nargs="+", metavar="NAMESPACE/NAME", help="ServiceLevelObjectives to gate on")
+    gate.add_argument(
+        "--wait",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="poll until every gate is open, for at most DURATION (e.g. 10m); default: answer at once",
+    )
+    gate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on an Unknown SLO (no data, not evaluated yet, invalid spec) instead of letting it through",
+    )
+
     rules = commands.add_parser(
         "rules", formatter_class=_Help, help="print Prometheus recording and alerting rules for SLO files"
     )
@@ -135,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(run, PROMETHEUS_SETTINGS + OPERATOR_SETTINGS)
     return parser
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except DurationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _parse_time(text: str) -> datetime:
@@ -301,6 +339,110 @@ def _table(rows: Sequence[tuple[Objective, Evaluation]]) -> str:
 
 def _sli_percent(sli: float | None) -> str:
     return NOT_AVAILABLE if sli is None else f"{sli * 100:.3f}%"
+
+
+def _gate(args: argparse.Namespace) -> int:
+    bad = [text for text in args.slos if not _SLO_KEY.fullmatch(text)]
+    if bad:
+        raise InputError(*(f"{text!r} is not NAMESPACE/NAME (e.g. shop/checkout-availability)" for text in bad))
+    report = _GateReport(strict=args.strict, wait=args.wait, out=sys.stdout, err=sys.stderr)
+    return report.finish(asyncio.run(_wait_for_gates(list(dict.fromkeys(args.slos)), report)))
+
+
+async def _wait_for_gates(keys: Sequence[str], report: _GateReport) -> Poll:
+    # The Kubernetes client loads only for `gate`, keeping `evaluate` quick.
+    from slo_guard.adapters.kubernetes_api import KubernetesApi, NoCredentials, load_api_client  # noqa: PLC0415
+    from slo_guard.adapters.slo_reader import SLOObjects  # noqa: PLC0415
+
+    try:
+        api = KubernetesApi(load_api_client())
+    except NoCredentials as err:
+        raise InputError(str(err)) from None
+    try:
+        return await wait_for_gates(
+            SLOObjects(api), keys, passes=report.passes, within=report.wait or 0, report=report.show
+        )
+    except SLOsMissing as missing:
+        raise InputError(*(f"ServiceLevelObjective {key} not found" for key in missing.keys)) from None
+    except KubernetesUnavailable as err:
+        raise InputError(str(err)) from None
+    finally:
+        api.close()
+
+
+class _GateReport:
+    """Every SLO's line once, then a line per change of its gate; on a terminal, a progress line while waiting."""
+
+    def __init__(self, *, strict: bool, wait: int | None, out: TextIO, err: TextIO) -> None:
+        self.strict = strict
+        self.wait = wait
+        self._out = out
+        self._err = err
+        self._tty = out.isatty()
+        self._shown: dict[str, tuple[bool, str]] = {}
+        self._problem_shown = False
+        self._progress = False
+
+    def passes(self, item: SLOGate) -> bool:
+        return item.verdict.open and not (self.strict and item.unknown is not None)
+
+    def show(self, poll: Poll) -> None:
+        if poll.problem is not None and not self._problem_shown:
+            self._write(self._err, f"slo-guard: warning: {poll.problem}; trying again")
+        self._problem_shown = poll.problem is not None
+        for item in poll.gates:
+            if self._shown.get(item.key) != (item.verdict.open, item.verdict.reason):
+                self._shown[item.key] = (item.verdict.open, item.verdict.reason)
+                self._show_gate(item)
+        waiting = [item.key for item in poll.gates if not self.passes(item)]
+        if self._tty and self.wait is not None and (waiting or poll.problem is not None):
+            what = "the Kubernetes API" if poll.problem is not None else ", ".join(waiting)
+            progress = f"waiting for {what}: {_elapsed(poll.elapsed)} of {format_duration(self.wait)}"
+            self._out.write(_CLEAR_LINE + progress)
+            self._out.flush()
+            self._progress = True
+
+    def finish(self, poll: Poll) -> int:
+        self._clear_progress()
+        if poll.problem is not None:
+            raise InputError(poll.problem)
+        waiting = [item for item in poll.gates if not self.passes(item)]
+        if waiting and self.wait is not None:
+            states = ", ".join(f"{item.key} {'closed' if not item.verdict.open else 'unknown'}" for item in waiting)
+            self._write(self._out, f"timed out after {format_duration(self.wait)}: {states}")
+        refused = [
+            f"{item.key} is Unknown ({item.unknown}) and --strict requires data" for item in waiting if item.unknown
+        ]
+        if refused:
+            raise InputError(*refused)
+        return EXIT_GATE_CLOSED if waiting else EXIT_OK
+
+    def _show_gate(self, item: SLOGate) -> None:
+        if item.unknown is None:
+            self._write(self._out, f"{item.key}: {'open' if item.verdict.open else 'closed'}: {item.verdict.message}")
+        elif self.strict:
+            self._write(self._out, f"{item.key}: unknown: no usable data ({item.unknown})")
+        else:
+            self._write(self._out, f"{item.key}: open: {item.verdict.message}")
+            self._write(
+                self._err,
+                f"slo-guard: warning: {item.key} is Unknown ({item.unknown}); its gate is open because missing data "
+                "never blocks (--strict refuses it)",
+            )
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        self._clear_progress()
+        print(line, file=stream, flush=True)
+
+    def _clear_progress(self) -> None:
+        if self._progress:
+            self._out.write(_CLEAR_LINE)
+            self._out.flush()
+            self._progress = False
+
+
+def _elapsed(seconds: float) -> str:
+    return format_duration(int(seconds)) if seconds >= 1 else "0s"
 
 
 def _rules(args: argparse.Namespace) -> int:

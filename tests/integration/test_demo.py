@@ -153,5 +153,6 @@ def test_a_whole_run_without_a_terminal_prints_no_escape_codes_and_cleans_up(tmp
     assert re.search(r"^Removed .*slo-guard-demo-", result.stdout, re.M)
     for line in result.stdout.splitlines():
         assert not re.search(r"-> (\w+)\s.*\b\1: ", line), f"state said twice: {line}"
-    assert re.search(r"Healthy -> Exhausted", result.stdout)
+    # A pass may see a page tier fire before the budget is gone: Healthy -> Burning -> Exhausted is the same story.
+    assert re.search(r"(Healthy|Burning) -> Exhausted", result.stdout)
     assert re.search(r"batch reads", result.stdout)

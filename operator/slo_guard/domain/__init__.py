@@ -7,6 +7,7 @@
 - `promql`: the exact queries sent to Prometheus (pinned by tests/golden/).
 - `evaluation`: SLI, error budget, burn rates and the verdict, with missing data kept Unknown.
 - `policy`: the error-budget policy as a pure function of the evaluation and the target's state.
+- `gate`: whether rollouts gated on an SLO may go ahead, decided by the policy's own trigger and hysteresis.
 - `display`: numbers as people read them (the budget as a signed percent).
 - `timestamps`: RFC 3339 text for every moment slo-guard writes.
 """

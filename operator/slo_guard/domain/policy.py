@@ -205,10 +205,10 @@ def _decide_present(
             f"No usable data ({evaluation.reason}); holding {target} as it is",
         )
     if held:
-        if _may_undo(policy, evaluation):
+        if may_undo(policy, evaluation):
             return release(holder=holder, workload=workload)
         return _keep_holding(holder=holder, policy=policy, workload=workload, now=now, backoff=backoff)
-    if not _triggered(policy, evaluation):
+    if not triggered(policy, evaluation):
         return TargetDecision(target, TargetState.UNTOUCHED, "WithinBudget", "No action needed")
     if policy.action is PolicyAction.PAUSE:
         return _pause(holder=holder, workload=workload, now=now)
@@ -407,13 +407,13 @@ def _holds(holder: str, action: PolicyAction, workload: WorkloadState) -> bool:
     return holder in holders
 
 
-def _triggered(policy: Policy, evaluation: Evaluation) -> bool:
+def triggered(policy: Policy, evaluation: Evaluation) -> bool:
     if evaluation.state is State.EXHAUSTED:
         return True
     return policy.trigger is PolicyTrigger.FAST_BURN and evaluation.page_firing
 
 
-def _may_undo(policy: Policy, evaluation: Evaluation) -> bool:
+def may_undo(policy: Policy, evaluation: Evaluation) -> bool:
     """Hysteresis: undo only with more than `resumeAbove` of the budget left and no page tier firing."""
     remaining = evaluation.budget_remaining
     return remaining is not None and remaining > policy.resume_above and not evaluation.page_firing
