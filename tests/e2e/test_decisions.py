@@ -1,12 +1,14 @@
 """Decisions that must hold exactly when the operator is needed most, through `slo-guard run` on the emulator.
 
-An override during an outage, two SLOs scaling one Deployment, a hold whose evidence was tampered with, and an
-operator started without kopf's peering resource. The forced interleavings (a spec edited during a pass, a deletion
-racing a target write) are pinned down in tests/unit/service/test_reconcile.py, where they can be made to happen.
+An override during an outage, two SLOs scaling one Deployment, a hold whose evidence was tampered with, a spec
+edited while a pass waits on Prometheus (held by a fault proxy), and an operator started without kopf's peering
+resource. A deletion racing a target write is pinned down in tests/unit/service/test_reconcile.py, where the write
+can be held in flight.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,8 @@ from tests.e2e.scenario import (
     ACT_TIMEOUT,
     FAILING,
     RECOVER_TIMEOUT,
+    SLO_API,
+    SLO_KIND,
     annotations_of,
     deploy,
     deployment,
@@ -31,6 +35,7 @@ from tests.e2e.scenario import (
     wait_target_state,
 )
 from tests.support.exporter import Traffic
+from tests.support.faults import FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -181,3 +186,43 @@ def test_without_kopfs_peering_resource_the_operator_says_so_and_restarts_once_i
         wait_for(lambda: operator.exit_code() is not None, timeout=30, what="the operator to stop for a restart")
         assert operator.exit_code() == 1
         assert any("installed now" in e.get("message", "") for e in operator.log_entries())
+
+
+def test_a_target_dropped_from_the_spec_while_a_pass_waits_on_prometheus_is_released(
+    world: World, private_clusters: PrivateClusters
+) -> None:
+    namespace = "e2e-dropped-target"
+    service = world.take_service(FAILING)
+    with (
+        FaultProxy(world.prometheus.url) as proxy,
+        private_clusters.cluster("dropped-target", watched_namespace=None, manifests=[]) as cluster,
+    ):
+        # After the shared flags, so these win: Prometheus behind the proxy, and no timeout while it is held.
+        operator = cluster.operator(
+            "dropped-target", "--standalone", "--prometheus", proxy.url, "--prometheus-timeout", "30"
+        )
+        operator.start()
+        for name in ("front", "back"):
+            deploy(cluster, namespace, name)
+        targets = [{"kind": "Deployment", "name": "front"}, {"kind": "Deployment", "name": "back"}]
+        cluster.kube.create_object(slo("shop", namespace, service, targets=targets))
+        for name in ("front", "back"):
+            wait_for(lambda name=name: is_paused(cluster, namespace, name), timeout=ACT_TIMEOUT, what=f"{name} paused")
+
+        proxy.hold()
+        wait_for(lambda: proxy.in_flight > 0, timeout=ACT_TIMEOUT, what="a pass waiting on Prometheus")
+        patch = {"spec": {"targets": [{"kind": "Deployment", "name": "front"}]}}
+        cluster.kube.patch_object(SLO_API, SLO_KIND, "shop", patch, namespace=namespace)
+        # Time for kopf's watch to swap the body under the waiting pass: what made the old code keep `back` held.
+        # The assertions below hold whenever the edit lands.
+        time.sleep(1)
+        proxy.release()
+
+        wait_for(lambda: not is_paused(cluster, namespace, "back"), timeout=ACT_TIMEOUT, what="back released")
+        assert HELD not in (deployment(cluster, namespace, "back")["metadata"].get("labels") or {})
+        assert is_paused(cluster, namespace, "front"), "the target still named stays held"
+        wait_for(
+            lambda: slo_status(cluster, namespace, "shop").get("observedGeneration") == 2,
+            timeout=ACT_TIMEOUT,
+            what="the status speaking for the new spec",
+        )
