@@ -42,8 +42,9 @@ SHIPPED_CRDS = (
 """The CRDs as `kubectl apply -k manifests/crds` and `-k manifests/kopf-peering` install them."""
 RBAC_MODULE = "test_rbac.py"
 """Reads what every other scenario made the operators send, so it runs last."""
-SERVICE_POOL = 24
-"""Synthetic services the shared Prometheus scrapes; every scenario takes its own (world.take_service)."""
+SERVICE_POOL = 32
+"""Synthetic services the shared Prometheus scrapes; every scenario takes its own (world.take_service). The suite
+takes 25 today: raise this when a new scenario runs out."""
 EVALUATION_INTERVAL = 1.0
 """Seconds; every e2e SLO is evaluated this often."""
 
@@ -143,6 +144,8 @@ class World:
     services: list[SyntheticService] = field(default_factory=list)
 
     def take_service(self, traffic: Traffic) -> SyntheticService:
+        if not self.services:
+            pytest.fail(f"all {SERVICE_POOL} synthetic services are taken: raise SERVICE_POOL in tests/e2e/conftest.py")
         service = self.services.pop()
         service.set(rps=traffic.rps, error_ratio=traffic.error_ratio, slow_ratio=traffic.slow_ratio)
         return service
