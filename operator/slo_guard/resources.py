@@ -272,8 +272,8 @@ class BurnRateAlertSpec(_Model):
 class TargetSpec(_Model):
     """One entry of `spec.targets`: a workload in the SLO's own namespace."""
 
-    kind: Literal["Deployment"]
-    """The workload kind; only Deployment for now."""
+    kind: Literal["Deployment", "StatefulSet", "Rollout"]
+    """The workload kind: apps/v1 Deployment or StatefulSet, or Argo Rollouts' argoproj.io/v1alpha1 Rollout."""
     name: DnsSubdomain
     """The workload's name."""
 

@@ -17,10 +17,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.conftest import summary_lines
-from tests.e2e.conftest import EVALUATION_INTERVAL, OperatorProcess, World, get_or_none, wait_for
+from tests.e2e.conftest import EVALUATION_INTERVAL, REPO, OperatorProcess, World, get_or_none, wait_for
 from tests.support.emulator_log import RequestRecord
 from tests.support.exporter import SyntheticService, Traffic
 from tests.support.kube import USER_AGENT, EmulatorClient, KubeClient, deployment_manifest
+
+from slo_guard.domain.model import TARGET_API_VERSIONS
 
 SLO_API = "sloguard.io/v1alpha1"
 SLO_KIND = "ServiceLevelObjective"
@@ -31,6 +33,8 @@ CONVERGE_TIMEOUT = 90
 circuit breaker (30 s) on a loaded machine."""
 HEALTHY = Traffic(rps=40, error_ratio=0.0)
 FAILING = Traffic(rps=40, error_ratio=1.0)
+ROLLOUTS_CRD = REPO / "tests" / "support" / "argo-rollouts-crd.yaml"
+"""A minimal Rollout CRD, as a cluster with Argo Rollouts installed serves it."""
 LATENCIES = summary_lines("slo-guard: budget exhausted in Prometheus -> spec.paused: true")
 
 
@@ -108,6 +112,22 @@ def switch_source(cluster: Cluster, namespace: str, name: str, service: Syntheti
 def deployment(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     body = get_or_none(cluster.kube, "apps/v1", "Deployment", name, namespace=namespace)
     assert body is not None
+    return body
+
+
+def workload_manifest(kind: str, name: str, *, namespace: str, replicas: int = 1, **spec: Any) -> dict[str, Any]:
+    """A Deployment, StatefulSet or Rollout: the same selector and pod template, plus `spec` fields."""
+    body = deployment_manifest(name, namespace=namespace, replicas=replicas)
+    body.update(apiVersion=TARGET_API_VERSIONS[kind], kind=kind)
+    if kind == "StatefulSet":
+        body["spec"]["serviceName"] = name  # required by a real API server
+    body["spec"].update(spec)
+    return body
+
+
+def workload(cluster: Cluster, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    body = get_or_none(cluster.kube, TARGET_API_VERSIONS[kind], kind, name, namespace=namespace)
+    assert body is not None, f"{kind} {name} exists"
     return body
 
 

@@ -19,7 +19,7 @@ from slo_guard.adapters.events import KubernetesEvents
 from slo_guard.adapters.kubernetes_api import KubernetesApi, KubernetesSettings, load_api_client
 from slo_guard.adapters.resilience import BreakerState
 from slo_guard.adapters.slo_status import SLOStatusStore
-from slo_guard.adapters.workloads import DeploymentWorkloads
+from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.model import Target
 from slo_guard.domain.policy import (
     HELD_LABEL,
@@ -91,8 +91,8 @@ def api(kubeconfig: Path, sleep: RecordingSleep) -> Iterator[KubernetesApi]:
 
 
 @pytest.fixture
-def workloads(api: KubernetesApi) -> DeploymentWorkloads:
-    return DeploymentWorkloads(api)
+def workloads(api: KubernetesApi) -> KubernetesWorkloads:
+    return KubernetesWorkloads(api)
 
 
 def create_deployment(emulator: KubeEmulator, namespace: str, name: str = "web", **fields: Any) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def pause_change(holder: str) -> Change:
 
 
 async def test_read_maps_the_deployment_and_slo_guard_annotations(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     annotations = {
         PAUSED_BY: "checkout,search",
@@ -147,14 +147,14 @@ async def test_read_maps_the_deployment_and_slo_guard_annotations(
     assert snapshot.resource_version != created["metadata"]["resourceVersion"]
 
 
-async def test_a_missing_deployment_reads_as_not_existing(namespace: str, workloads: DeploymentWorkloads) -> None:
+async def test_a_missing_deployment_reads_as_not_existing(namespace: str, workloads: KubernetesWorkloads) -> None:
     snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=True)
 
     assert snapshot == WorkloadSnapshot(WorkloadState(target=WEB, exists=False), resource_version=None)
 
 
 async def test_unset_replicas_and_garbled_annotations_read_as_defaults(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads, caplog: pytest.LogCaptureFixture
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads, caplog: pytest.LogCaptureFixture
 ) -> None:
     manifest = deployment_manifest(
         "web", namespace=namespace, annotations={ORIGINAL_REPLICAS: "many", OVERRIDE_UNTIL: "next tuesday"}
@@ -184,7 +184,7 @@ def autoscaler(name: str, namespace: str, *, kind: str, target: str) -> dict[str
 
 
 async def test_only_an_autoscaler_that_targets_this_deployment_counts(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     create_deployment(emulator, namespace)
     emulator.create_object(autoscaler("other-app", namespace, kind="Deployment", target="api"))
@@ -204,7 +204,7 @@ async def test_only_an_autoscaler_that_targets_this_deployment_counts(
 
 
 async def test_pause_then_resume_writes_exactly_the_policy_fields(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     create_deployment(emulator, namespace, replicas=4)
     snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
@@ -241,7 +241,7 @@ async def test_pause_then_resume_writes_exactly_the_policy_fields(
 
 
 async def test_scaling_writes_only_replicas_and_annotations(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     create_deployment(emulator, namespace, replicas=6)
     snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=True)
@@ -258,7 +258,7 @@ async def test_scaling_writes_only_replicas_and_annotations(
 
 
 async def test_a_stale_snapshot_conflicts_and_leaves_the_object_alone(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     create_deployment(emulator, namespace)
     stale = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
@@ -274,7 +274,7 @@ async def test_a_stale_snapshot_conflicts_and_leaves_the_object_alone(
 
 
 async def test_a_deployment_deleted_since_it_was_read_is_a_conflict(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     create_deployment(emulator, namespace)
     snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
@@ -287,7 +287,7 @@ async def test_a_deployment_deleted_since_it_was_read_is_a_conflict(
 
 
 async def test_held_lists_only_held_deployments_of_that_namespace(
-    emulator: KubeEmulator, namespace: str, workloads: DeploymentWorkloads
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
 ) -> None:
     held_labels = {HELD_LABEL: "true"}
     create_deployment(emulator, namespace, "web", labels=held_labels, annotations={PAUSED_BY: "checkout"})
@@ -315,7 +315,7 @@ async def test_429_is_retried_after_the_servers_retry_after(
     create_deployment(emulator, namespace)
     emulator.fail_next(status=429, verb="get", resource="deployments", namespace=namespace, retry_after=1)
 
-    state = (await DeploymentWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)).state
+    state = (await KubernetesWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)).state
 
     assert state.exists
     assert [record.status for record in emulator.requests(verb="get", namespace=namespace)] == [429, 200]
@@ -332,7 +332,7 @@ async def test_retry_after_is_capped(
     create_deployment(emulator, namespace)
     emulator.fail_next(status=503, verb="get", resource="deployments", namespace=namespace, retry_after=3600)
 
-    await DeploymentWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
+    await KubernetesWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
     api.close()
 
     assert sleep.waits == [0.1]
@@ -347,7 +347,7 @@ async def test_server_errors_give_up_after_bounded_attempts(
     )
 
     with pytest.raises(KubernetesUnavailable, match="etcd is down"):
-        await DeploymentWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
+        await KubernetesWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
 
     assert len(emulator.requests(verb="get", namespace=namespace)) == FAST.retries + 1
     assert requests_counted(api, "get", KubernetesOutcome.SERVER_ERROR) == FAST.retries + 1
@@ -359,7 +359,7 @@ async def test_server_errors_give_up_after_bounded_attempts(
 async def test_client_errors_are_not_retried(
     emulator: KubeEmulator,
     namespace: str,
-    workloads: DeploymentWorkloads,
+    workloads: KubernetesWorkloads,
     status: int,
     error: type[Exception],
 ) -> None:
@@ -381,7 +381,7 @@ async def test_the_circuit_opens_after_the_threshold_and_fails_fast(
         timeout=5.0, retries=4, backoff_base=0.01, backoff_max=0.02, breaker_failure_threshold=3
     )
     api = KubernetesApi(load_api_client(settings), settings)
-    workloads = DeploymentWorkloads(api)
+    workloads = KubernetesWorkloads(api)
     create_deployment(emulator, namespace)
     emulator.fail_next(status=503, verb="get", resource="deployments", namespace=namespace, count=100)
 
@@ -410,7 +410,7 @@ async def test_an_unreachable_api_server_is_unavailable_after_bounded_attempts(
     api = KubernetesApi(load_api_client(FAST), FAST)
 
     with pytest.raises(KubernetesUnavailable, match="unreachable"):
-        await DeploymentWorkloads(api).read(namespace="default", target=WEB, check_autoscaler=False)
+        await KubernetesWorkloads(api).read(namespace="default", target=WEB, check_autoscaler=False)
     api.close()
 
     assert requests_counted(api, "get", KubernetesOutcome.UNAVAILABLE) == FAST.retries + 1
@@ -426,7 +426,7 @@ async def test_writes_wait_for_the_token_bucket_and_reads_do_not(
 
     settings = KubernetesSettings(timeout=5.0, writes_per_second=2.0, write_burst=1)
     api = KubernetesApi(load_api_client(settings), settings, sleep=record_wait, clock=lambda: 0.0)
-    workloads = DeploymentWorkloads(api)
+    workloads = KubernetesWorkloads(api)
     create_deployment(emulator, namespace)
 
     first = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
@@ -598,7 +598,7 @@ async def test_a_slow_api_server_times_out_each_attempt(
     api = KubernetesApi(load_api_client(settings), settings)
 
     with pytest.raises(KubernetesUnavailable, match=r"did not answer within 0\.2 s"):
-        await DeploymentWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
+        await KubernetesWorkloads(api).read(namespace=namespace, target=WEB, check_autoscaler=False)
     api.close()
 
     assert requests_counted(api, "get", KubernetesOutcome.TIMEOUT) == 2

@@ -183,7 +183,19 @@ def _unchanged(event: Body) -> Body:
     return event
 
 
+class NotServed(ApiError):
+    """A path no API is installed at: the real server's fallback handler answers a plain-text 404, no Status.
+
+    Clients tell it from an object's 404 (a Status with reason NotFound and details) only by that body.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(404, "the server could not find the requested resource")
+
+
 def _error_response(error: ApiError) -> aiohttp.web.Response:
+    if isinstance(error, NotServed):
+        return aiohttp.web.Response(status=404, text="404 page not found\n", content_type="text/plain")
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return aiohttp.web.json_response(error.status(), status=error.code, headers=headers)
 
@@ -413,7 +425,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return aiohttp.web.Response(text="ok")
         document = self._discovery_document(path, call)
         if document is None:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise NotServed
         return aiohttp.web.json_response(document)
 
     def _discovery_document(self, path: str, call: ApiCall) -> Body | None:
@@ -445,7 +457,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
         assert call.version is not None
         assert call.plural is not None
         resource_type = self.registry.find(call.group, call.version, call.plural)
-        not_served = ApiError(404, "the server could not find the requested resource")
+        not_served = NotServed()
         if resource_type is None or (call.namespace is not None and not resource_type.namespaced):
             raise not_served
         allowed = {None} | ({"status"} if resource_type.status_subresource else set())

@@ -168,6 +168,19 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         spec_defaults={"replicas": 1},
     ),
     ResourceType(
+        group="apps",
+        version="v1",
+        plural="statefulsets",
+        kind="StatefulSet",
+        namespaced=True,
+        short_names=("sts",),
+        categories=("all",),
+        status_subresource=True,
+        scale=ScaleSpec(),
+        # What apps/v1 defaulting gives a StatefulSet created without them.
+        spec_defaults={"replicas": 1, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}},
+    ),
+    ResourceType(
         group="autoscaling",
         version="v2",
         plural="horizontalpodautoscalers",

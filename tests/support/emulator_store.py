@@ -398,7 +398,7 @@ class ObjectStore:
         if resource_type.status_subresource:
             obj.pop("status", None)
         for key, value in resource_type.spec_defaults.items():
-            obj.setdefault("spec", {}).setdefault(key, value)
+            obj.setdefault("spec", {}).setdefault(key, copy.deepcopy(value))
         return self._conform(resource_type, obj)
 
     def _conform(self, resource_type: ResourceType, obj: Body) -> Body:

@@ -221,6 +221,11 @@ def test_the_base_case_of_the_rejection_table_is_valid() -> None:
     assert _errors(BASE) == set()
 
 
+def test_every_target_kind_is_accepted() -> None:
+    kinds = [{"kind": kind, "name": "app"} for kind in ("Deployment", "StatefulSet", "Rollout")]
+    assert _errors(_with(_set("targets", kinds))) == set()
+
+
 @pytest.mark.parametrize(
     ("change", "path", "keyword"),
     [
@@ -238,7 +243,8 @@ def test_the_base_case_of_the_rejection_table_is_valid() -> None:
         (_set("policy.mode", "enforce"), "spec.policy.mode", "enum"),
         (_set("policy.action", "Delete"), "spec.policy.action", "enum"),
         (_set("policy.resumeAbove", 1), "spec.policy.resumeAbove", "exclusiveMaximum"),
-        (_set("targets.0.kind", "StatefulSet"), "spec.targets.0.kind", "enum"),
+        (_set("targets.0.kind", "DaemonSet"), "spec.targets.0.kind", "enum"),
+        (_set("targets.0.kind", "rollout"), "spec.targets.0.kind", "enum"),
         (_set("targets.0.name", "Checkout"), "spec.targets.0.name", "pattern"),
         (_set("targets.0.name", "a" * 254), "spec.targets.0.name", "maxLength"),
         (_set("targets.0.namespace", "other"), "spec.targets.0", "additionalProperties"),

@@ -120,7 +120,7 @@ PAGE_1H = {"severity": "page", "longWindow": "1h", "shortWindow": "5m", "factor"
             "spec.targets[1].name",
             "DNS subdomain",
         ),
-        (_spec(targets=[{"kind": "StatefulSet", "name": "db"}]), "spec.targets[0].kind", "'Deployment'"),
+        (_spec(targets=[{"kind": "DaemonSet", "name": "db"}]), "spec.targets[0].kind", "'StatefulSet'"),
         (_spec(targets=[{"kind": "Deployment", "name": f"app-{n}"} for n in range(33)]), "spec.targets", "at most 32"),
         (_spec(indicator={"ratio": {**RATIO, "total": "a" * 1025}}), "spec.indicator.ratio.total", "at most 1024"),
         (_spec(indicator={"ratio": {"errors": "errors_total"}}), "spec.indicator.ratio.total", "required"),
@@ -361,6 +361,13 @@ def test_one_huge_problem_is_cut_to_the_bound_too() -> None:
     assert len(str(error)) == SPEC_ERROR_LIMIT
     assert str(error).startswith("spec.xxx")
     assert str(error).endswith("…")
+
+
+def test_a_statefulset_and_a_rollout_are_targets_too() -> None:
+    targets = [{"kind": "StatefulSet", "name": "db"}, {"kind": "Rollout", "name": "web"}]
+    objective = objective_from_resource(_changed(lambda r: r["spec"].update(targets=targets)), min_step=MIN_STEP)
+    assert objective.targets == (Target("StatefulSet", "db"), Target("Rollout", "web"))
+    assert [target.api_version for target in objective.targets] == ["apps/v1", "argoproj.io/v1alpha1"]
 
 
 def test_namespace_defaults_like_kubectl() -> None:

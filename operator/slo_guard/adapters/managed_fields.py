@@ -9,8 +9,8 @@ FIELD_MANAGER = "slo-guard"
 """The fieldManager of slo-guard's target writes, so managedFields tell them from a GitOps tool's or a human's."""
 
 
-def field_owner(managed_fields: Any, field: str) -> str | None:
-    """The manager that last took `spec.<field>` over, from managedFields; slo-guard itself and unknowns are None.
+def field_owner(managed_fields: Any, path: str) -> str | None:
+    """The manager that last took the field at `path` (e.g. `spec.paused`) over; slo-guard itself and unknowns are None.
 
     An update that changes a field moves its ownership to the writer's manager (its fieldManager, by default the
     start of its user agent), so right after a revert the owner is whoever reverted it.
@@ -19,8 +19,16 @@ def field_owner(managed_fields: Any, field: str) -> str | None:
     for entry in managed_fields if isinstance(managed_fields, list) else []:
         if not isinstance(entry, Mapping):
             continue
-        spec = (entry.get("fieldsV1") or {}).get("f:spec")
         manager = entry.get("manager")
-        if isinstance(spec, Mapping) and f"f:{field}" in spec and manager and manager != FIELD_MANAGER:
+        if _owns(entry.get("fieldsV1"), path) and manager and manager != FIELD_MANAGER:
             owners.append((str(entry.get("time") or ""), str(manager)))
     return max(owners)[1] if owners else None
+
+
+def _owns(fields: Any, path: str) -> bool:
+    """Whether a fieldsV1 set (`{"f:spec": {"f:paused": {}}}`) holds the field at the dotted `path`."""
+    for name in path.split("."):
+        if not isinstance(fields, Mapping) or f"f:{name}" not in fields:
+            return False
+        fields = fields[f"f:{name}"]
+    return True

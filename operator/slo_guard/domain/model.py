@@ -102,10 +102,19 @@ class Policy:
     """Fraction of the error budget that must remain before the action is undone."""
 
 
+TARGET_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Rollout": "argoproj.io/v1alpha1"}
+"""Every workload kind a target may name, with the apiVersion slo-guard reads and writes it in."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: str
+    """One of TARGET_API_VERSIONS."""
     name: str
+
+    @property
+    def api_version(self) -> str:
+        return TARGET_API_VERSIONS[self.kind]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"

@@ -88,6 +88,14 @@ class WorkloadState:
     """When slo-guard last re-applied its action after a revert."""
     reverted_by: str | None = None
     """Field manager whose revert slo-guard last undid."""
+    pause_field: str = PAUSED_FIELD
+    """The spec field a pause of this kind sets, as contests and re-assertions name it."""
+    pause_unsupported: str | None = None
+    pause_record_lost: str | None = None
+    """The annotation that records what undoing this kind's pause restores, when it is gone; None otherwise."""
+    """Why this workload cannot be paused (e.g. a StatefulSet updated OnDelete); None when it can."""
+    not_served: str | None = None
+    """Set with `exists=False` when the API server does not serve the target's kind at all: says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,7 @@ class Contest:
     """Someone reverted slo-guard's action on a target it holds, during the current hold."""
 
     path: str
-    """The reverted field: `spec.paused` or `spec.replicas`."""
+    """The reverted field: the pause field (e.g. `spec.paused`) or `spec.replicas`."""
     reverted_by: str | None
     """Field manager of the revert (from managedFields); None when the API server did not say."""
     reassertions: int
@@ -160,6 +168,8 @@ class TargetDecision:
     change: Change | None = None
     contest: Contest | None = None
     """Set when someone reverted slo-guard's action on this target during the current hold."""
+    refused: ActionKind | None = None
+    """The undo this decision refuses because its record is gone; None otherwise."""
 
 
 def decide(
@@ -174,6 +184,8 @@ def decide(
     """What `holder` (an SLO name) should do to one target now."""
     target = workload.target
     if not workload.exists:
+        if workload.not_served is not None:
+            return TargetDecision(target, TargetState.MISSING, "KindNotServed", workload.not_served)
         return TargetDecision(target, TargetState.MISSING, "TargetMissing", f"{target} not found")
     decision = _decide_present(
         holder=holder, policy=policy, evaluation=evaluation, workload=workload, now=now, backoff=backoff
@@ -241,9 +253,14 @@ def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
         action = ActionKind.RESUME
         if remaining:
             annotations[PAUSED_BY] = _join(remaining)
-        else:
+        elif workload.pause_record_lost is None:
             annotations |= {PAUSED_BY: None, PAUSED_AT: None}
             paused = False
+        elif not workload.paused:
+            # A human already chose the value to go back to: release the hold and leave it.
+            annotations |= {PAUSED_BY: None, PAUSED_AT: None}
+        else:
+            return _pause_undo_unknown(workload, record=workload.pause_record_lost)
     if holder in workload.scaled_by:
         remaining = workload.scaled_by - {holder}
         action = action or ActionKind.RESTORE
@@ -280,6 +297,9 @@ def release(*, holder: str, workload: WorkloadState) -> TargetDecision:
 
 def _pause(*, holder: str, workload: WorkloadState, now: datetime) -> TargetDecision:
     target = workload.target
+    if workload.pause_unsupported is not None:
+        message = f"{target} cannot be paused: {workload.pause_unsupported}; not pausing"
+        return TargetDecision(target, TargetState.REFUSED, "PauseUnsupported", message)
     if workload.paused and not workload.paused_by:
         return TargetDecision(
             target,
@@ -326,12 +346,11 @@ def _keep_holding(
     target = workload.target
     if policy.action is PolicyAction.PAUSE:
         if not workload.paused:
-            return _reassert(
-                Change(ActionKind.PAUSE, paused=True), path=PAUSED_FIELD, workload=workload, now=now, backoff=backoff
-            )
+            change = Change(ActionKind.PAUSE, paused=True)
+            return _reassert(change, path=workload.pause_field, workload=workload, now=now, backoff=backoff)
         message = f"Holding {target} paused"
         return TargetDecision(
-            target, TargetState.PAUSED, "Paused", message, contest=_contest_of_this_hold(PAUSED_FIELD, workload)
+            target, TargetState.PAUSED, "Paused", message, contest=_contest_of_this_hold(workload.pause_field, workload)
         )
     if workload.autoscaler is None:
         held_count = _held_count(holder=holder, policy=policy, workload=workload)
@@ -362,6 +381,15 @@ def _replicas_set_by_someone_else(workload: WorkloadState) -> bool:
     return workload.replicas_set_by is not None
 
 
+def _pause_undo_unknown(workload: WorkloadState, *, record: str) -> TargetDecision:
+    target = workload.target
+    message = (
+        f"{target} is held by slo-guard's pause but its {record} annotation is gone, so the value to restore is "
+        f"unknown; set {workload.pause_field} by hand and slo-guard releases its hold"
+    )
+    return TargetDecision(target, TargetState.REFUSED, "PauseUndoUnknown", message, refused=ActionKind.RESUME)
+
+
 def _original_replicas_unknown(workload: WorkloadState) -> TargetDecision:
     target = workload.target
     message = (
@@ -369,7 +397,7 @@ def _original_replicas_unknown(workload: WorkloadState) -> TargetDecision:
         "so the count to restore is unknown; set spec.replicas by hand "
         f"(kubectl scale {target.kind.lower()}/{target.name} --replicas=N) and slo-guard releases its hold"
     )
-    return TargetDecision(target, TargetState.REFUSED, "OriginalReplicasUnknown", message)
+    return TargetDecision(target, TargetState.REFUSED, "OriginalReplicasUnknown", message, refused=ActionKind.RESTORE)
 
 
 def _reassert(
@@ -377,7 +405,7 @@ def _reassert(
 ) -> TargetDecision:
     """Undo a revert of the action in `change`, unless the back-off says to wait."""
     target = workload.target
-    who = workload.paused_set_by if path == PAUSED_FIELD else workload.replicas_set_by
+    who = workload.paused_set_by if change.action is ActionKind.PAUSE else workload.replicas_set_by
     verb = change.action.value
     again = "pauses it again" if change.action is ActionKind.PAUSE else f"scales it to {change.replicas} again"
     reverted = f"{target}: {path} was reverted by {who or 'an unknown client'} while the budget is spent"
@@ -408,6 +436,7 @@ def _holds(holder: str, action: PolicyAction, workload: WorkloadState) -> bool:
 
 
 def triggered(policy: Policy, evaluation: Evaluation) -> bool:
+    """The policy's trigger fired: the budget is spent, or with trigger FastBurn a page tier fires."""
     if evaluation.state is State.EXHAUSTED:
         return True
     return policy.trigger is PolicyTrigger.FAST_BURN and evaluation.page_firing

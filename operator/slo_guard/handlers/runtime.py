@@ -16,7 +16,7 @@ from slo_guard.adapters.kubernetes_api import KubernetesApi, KubernetesSettings,
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFileSettings
 from slo_guard.adapters.slo_status import SLOStatusStore, list_slo_keys
-from slo_guard.adapters.workloads import DeploymentWorkloads
+from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.resources import (
@@ -141,7 +141,7 @@ class Runtime:
             metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
         self.reconciler = Reconciler(
             metrics=metrics_source,
-            workloads=DeploymentWorkloads(self._kubernetes),
+            workloads=KubernetesWorkloads(self._kubernetes),
             events=KubernetesEvents(self._kubernetes),
             statuses=SLOStatusStore(self._kubernetes),
             settings=ReconcilerSettings(

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import API_VERSION, KIND, Objective, PolicyAction, PolicyMode, Target
 from slo_guard.domain.policy import (
-    ActionKind,
     ReassertBackoff,
     TargetDecision,
     TargetState,
@@ -471,7 +470,7 @@ def _slo_ref(objective: Objective) -> ObjectRef:
 
 
 def _target_ref(namespace: str, target: Target) -> ObjectRef:
-    return ObjectRef("apps/v1", target.kind, namespace, target.name)
+    return ObjectRef(target.api_version, target.kind, namespace, target.name)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -499,13 +498,14 @@ def _report_decision(decision: TargetDecision) -> TargetReport:
 def _record(
     now: datetime, target: Target, decision: TargetDecision, *, result: str, reason: str | None = None
 ) -> ActionRecord:
-    # Only a release is ever refused without a change: the count to restore was lost.
-    action = decision.change.action.value if decision.change else ActionKind.RESTORE.value
+    action = decision.change.action if decision.change else decision.refused
+    if action is None:
+        raise ValueError(f"{decision.reason}: a decision that neither acts nor refuses has no action to record")
     return ActionRecord(
         time=now,
         kind=target.kind,
         name=target.name,
-        action=action,
+        action=action.value,
         result=result,
         reason=reason or decision.reason,
         message=decision.message,

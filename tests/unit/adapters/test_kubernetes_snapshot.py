@@ -31,20 +31,20 @@ def test_the_owner_of_a_field_is_the_manager_that_set_it_last() -> None:
         entry("argocd-controller", "2026-11-01T00:05:00Z", "paused"),
         entry("kube-controller-manager", "2026-11-01T00:09:00Z", "template"),
     ]
-    assert field_owner(managed, "paused") == "argocd-controller"
-    assert field_owner(managed, "replicas") == "kubectl-client-side-apply"
-    assert field_owner(managed, "minReadySeconds") is None
+    assert field_owner(managed, "spec.paused") == "argocd-controller"
+    assert field_owner(managed, "spec.replicas") == "kubectl-client-side-apply"
+    assert field_owner(managed, "spec.minReadySeconds") is None
 
 
 def test_slo_guard_itself_is_never_named_as_the_reverter() -> None:
     managed = [entry(FIELD_MANAGER, "2026-11-01T00:05:00Z", "paused")]
-    assert field_owner(managed, "paused") is None
+    assert field_owner(managed, "spec.paused") is None
 
 
 def test_missing_or_malformed_managed_fields_mean_unknown() -> None:
-    assert field_owner(None, "paused") is None
-    assert field_owner("garbage", "paused") is None
-    assert field_owner([{"manager": "x"}, "y", {"fieldsV1": {"f:spec": {"f:paused": {}}}}], "paused") is None
+    assert field_owner(None, "spec.paused") is None
+    assert field_owner("garbage", "spec.paused") is None
+    assert field_owner([{"manager": "x"}, "y", {"fieldsV1": {"f:spec": {"f:paused": {}}}}], "spec.paused") is None
 
 
 def deployment(annotations: dict[str, str], managed: list[dict[str, Any]]) -> dict[str, Any]:
