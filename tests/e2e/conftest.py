@@ -300,6 +300,22 @@ def private_clusters(world: World, tmp_path_factory: pytest.TempPathFactory) -> 
     return PrivateClusters(tmp_path_factory.mktemp("private"), world.prometheus)
 
 
+def emulator_on(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """An emulator process serving slo-guard's CRD on a port chosen in advance, so clients may start before it."""
+    with log.open("ab") as out:
+        command = [sys.executable, "-m", "tests.support.emulator", "--port", str(port), "--crd", str(CRD)]
+        return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+
+
+def answers(kube: KubeClient) -> bool:
+    """Whether an API server answers behind `kube` at all."""
+    try:
+        kube.request("GET", "/version")
+    except OSError:
+        return False
+    return True
+
+
 def _emulator(
     workdir: Path, helpers: list[subprocess.Popen[bytes]], *, crds: Sequence[Path] = (CRD,), kopf_peering: bool = True
 ) -> tuple[str, Path, EmulatorClient]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import CRD, REPO, wait_for
+from tests.e2e.conftest import answers, emulator_on, wait_for
 from tests.support.kube import KubeClient, write_kubeconfig
 from tests.support.prometheus import free_port
 
@@ -97,12 +97,10 @@ def base_env() -> dict[str, str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("gate")
     port = free_port()
-    with (workdir / "emulator.log").open("ab") as log:
-        command = [sys.executable, "-m", "tests.support.emulator", "--port", str(port), "--crd", str(CRD)]
-        emulator = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    emulator = emulator_on(port, workdir / "emulator.log")
     try:
         kube = KubeClient(f"http://127.0.0.1:{port}")
-        wait_for(lambda: _answers(kube), timeout=30, what="the emulator")
+        wait_for(lambda: answers(kube), timeout=30, what="the emulator")
         kube.ensure_namespace("shop")
         found = Cluster(
             kube, {**base_env(), "KUBECONFIG": str(write_kubeconfig(workdir / "kubeconfig", kube.base_url))}
@@ -115,14 +113,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         emulator.terminate()
         emulator.wait(timeout=20)
-
-
-def _answers(kube: KubeClient) -> bool:
-    try:
-        kube.request("GET", "/version")
-    except OSError:
-        return False
-    return True
 
 
 def test_an_open_gate_exits_0_with_one_line(cluster: Cluster) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import CRD, REPO, OperatorProcess, wait_for
+from tests.e2e.conftest import REPO, OperatorProcess, answers, emulator_on, wait_for
 from tests.support.kube import KubeClient, write_kubeconfig
 from tests.support.prometheus import free_port
 
@@ -65,12 +65,6 @@ def test_an_unreachable_api_server_gets_one_warning_per_attempt_then_a_final_lin
     assert not any("exception" in e for e in entries)
 
 
-def start_emulator(port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        command = [sys.executable, "-m", "tests.support.emulator", "--port", str(port), "--crd", str(CRD)]
-        return subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-
-
 @contextlib.contextmanager
 def running(*processes: OperatorProcess) -> Iterator[None]:
     try:
@@ -96,7 +90,7 @@ def test_readyz_is_not_ok_while_the_api_server_is_down_and_turns_ok_once_it_answ
             while time.monotonic() < deadline:
                 assert not operator.is_ready(), "ready while the API server is down"
                 time.sleep(0.2)
-            emulator = start_emulator(port, tmp_path / "emulator.log")
+            emulator = emulator_on(port, tmp_path / "emulator.log")
             wait_for(operator.is_ready, timeout=60, what="/readyz 200 once the API server answers")
         finally:
             if emulator is not None:
@@ -106,10 +100,10 @@ def test_readyz_is_not_ok_while_the_api_server_is_down_and_turns_ok_once_it_answ
 
 def test_readyz_turns_ok_only_once_every_listed_slo_is_watched(tmp_path: Path) -> None:
     port = free_port()
-    emulator = start_emulator(port, tmp_path / "emulator.log")
+    emulator = emulator_on(port, tmp_path / "emulator.log")
     try:
         kube = KubeClient(f"http://127.0.0.1:{port}")
-        wait_for(lambda: _answers(kube), timeout=30, what="the emulator")
+        wait_for(lambda: answers(kube), timeout=30, what="the emulator")
         kube.ensure_namespace("shop")
         for name in SLOS:
             kube.create_object(_slo(name))
@@ -126,14 +120,6 @@ def test_readyz_turns_ok_only_once_every_listed_slo_is_watched(tmp_path: Path) -
 
 
 SLOS = ("checkout", "search", "cart")
-
-
-def _answers(kube: KubeClient) -> bool:
-    try:
-        kube.request("GET", "/version")
-    except OSError:
-        return False
-    return True
 
 
 def _slo(name: str) -> dict[str, object]:
