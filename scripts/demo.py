@@ -392,7 +392,7 @@ def main() -> int:
         print(f"\ndemo: failed; logs kept in {workdir}", file=sys.stderr, flush=True)
         raise
     else:
-        print(heading("Done. `make test` runs the full suite (about 15 minutes on 2 cores).", color=color))
+        print(heading("Done. `make test` runs the full suite (about 20 minutes on 2 cores).", color=color))
     if keep:
         print(f"Kept {workdir}.", flush=True)
     else:
