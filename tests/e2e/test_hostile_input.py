@@ -255,7 +255,7 @@ def test_interval_beyond_the_limit_is_reported_promptly(world: World, sources: S
 @pytest.mark.parametrize(
     ("field_path", "breaks"),
     [
-        ("spec.targets[0].kind", _set("targets", [{"kind": "StatefulSet", "name": "db"}])),
+        ("spec.targets[0].kind", _set("targets", [{"kind": "DaemonSet", "name": "agent"}])),
         ("spec.targets", _set("targets", [{"kind": "Deployment", "name": f"t{i}"} for i in range(33)])),
         ("spec.objective", _set("objective", 100)),
         ("spec.indicator.ratio.errors", _set("indicator.ratio.errors", "x" * 1025)),
