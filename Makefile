@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROMETHEUS_DIR := .tools/prometheus
 export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
 
-.PHONY: test lint unit demo bench soak clean
+.PHONY: test lint unit demo bench soak clean openssl
 
 $(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ lint: $(BIN)/slo-guard
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(PROMETHEUS_DIR)/usr/bin/prometheus
+# The webhook tests make their TLS certificates with the openssl CLI.
+openssl:
+	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
+
+test: lint openssl $(PROMETHEUS_DIR)/usr/bin/prometheus
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus

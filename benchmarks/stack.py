@@ -630,8 +630,8 @@ class PrometheusProcess(PrometheusServer):
 class OperatorRunner:
     """`python -m slo_guard run` against `kubeconfig` and `prometheus_url`, logging JSON to `workdir/operator.log`.
 
-    The runner passes `--prometheus`, `--standalone`, `--log-format json` and `--health-port`; `args` come after
-    them, so they add flags or override those. start() again after kill() restarts it on the same health port.
+    The runner passes `--prometheus`, `--standalone`, `--log-format json`, `--health-port` and `--gate-port`; `args`
+    come after them, so they add flags or override those. start() again after kill() restarts it on the same ports.
     """
 
     def __init__(
@@ -645,12 +645,14 @@ class OperatorRunner:
         self.workdir = workdir
         self.log_path = workdir / "operator.log"
         self.health_port = free_port()
+        self.gate_port = free_port()
         self._command = [
             sys.executable, "-m", "slo_guard", "run",
             "--prometheus", prometheus_url,
             "--standalone",
             "--log-format", "json",
             "--health-port", str(self.health_port),
+            "--gate-port", str(self.gate_port),
             *args,
         ]  # fmt: skip
         # MALLOC_ARENA_MAX as the image sets it (Dockerfile), so memory figures are the shipped ones.

@@ -12,6 +12,7 @@ Logs, Prometheus data and the rules file go to a temporary directory, removed at
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -297,7 +298,9 @@ def start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url_file.read_text().strip()
 
 
-def start_operator(workdir: Path, *, prometheus: str, api_url: str, health_port: int) -> subprocess.Popen[bytes]:
+def start_operator(
+    workdir: Path, *, prometheus: str, api_url: str, health_port: int, gate_port: int
+) -> subprocess.Popen[bytes]:
     kubeconfig = write_kubeconfig(workdir / "kubeconfig", api_url)
     with (workdir / "operator.log").open("wb") as log:
         return subprocess.Popen(
@@ -308,6 +311,7 @@ def start_operator(workdir: Path, *, prometheus: str, api_url: str, health_port:
                 "--max-staleness", "15s",
                 "--standalone",
                 "--health-port", str(health_port),
+                "--gate-port", str(gate_port),
                 # slo-guard writes its recording rules here and asks Prometheus to reload them.
                 "--rules-file", str(workdir / "slo-guard-rules.yaml"),
             ],
@@ -335,10 +339,14 @@ def run(workdir: Path, *, color: bool, keep: bool, stack: contextlib.ExitStack) 
     )
     emulator, api_url = start_emulator(workdir)
     stack.callback(terminate, emulator)
-    health_port = free_port()
+    health_port, gate_port = free_port(), free_port()
     metrics_url = f"http://127.0.0.1:{health_port}/metrics"
+    gate_url = f"http://127.0.0.1:{gate_port}/gate/v1/namespaces/{NAMESPACE}/servicelevelobjectives/{DEMO_SLO}"
     stack.callback(
-        terminate, start_operator(workdir, prometheus=prometheus.url, api_url=api_url, health_port=health_port)
+        terminate,
+        start_operator(
+            workdir, prometheus=prometheus.url, api_url=api_url, health_port=health_port, gate_port=gate_port
+        ),
     )
     kube = KubeClient(api_url)
     narrator = Narrator(kube, color=color)
@@ -367,6 +375,8 @@ def run(workdir: Path, *, color: bool, keep: bool, stack: contextlib.ExitStack) 
         "    pass (requests that failed since the last evaluation), then climbs as good requests outweigh them;\n"
         "    slo-guard resumes with more than 5% of the budget back (resumeAbove: 0.05)."
     )
+    narrator.say(f"Pipelines, Argo Rollouts and Flagger ask the gate API instead. GET {gate_url}:")
+    print(read_gate(gate_url))
     narrator.until(lambda deployment: not deployment["spec"].get("paused"), "the resume")
     narrator.say("Budget recovered: deployment/checkout resumed. The Events slo-guard posted, oldest first:")
     print("\n".join(narrator.events()))
@@ -399,6 +409,12 @@ def main() -> int:
         shutil.rmtree(workdir)
         print(f"Removed {workdir} ({KEEP_DIR_ENV}=1 keeps it).", flush=True)
     return status
+
+
+def read_gate(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        answer = json.load(response)
+    return f"    open={str(answer['open']).lower()} reason={answer['reason']}: {answer['message']}"
 
 
 def _demo_state(kube: KubeClient) -> str | None:

@@ -467,6 +467,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.rules_file and args.rules_prometheusrule:
         raise InputError("--rules-file and --rules-prometheusrule: choose one place for the recording rules")
+    if (args.webhook_cert_file is None) != (args.webhook_key_file is None):
+        raise InputError("--webhook-cert-file and --webhook-key-file: give both to serve the webhook, or neither")
     try:
         config = RuntimeConfig.from_args(args, prometheus=prometheus_settings(args))
     except ValueError as err:

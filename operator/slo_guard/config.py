@@ -148,6 +148,33 @@ PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
 
 OPERATOR_SETTINGS: tuple[Setting, ...] = (
     Setting("health_port", 8080, "Port serving /healthz, /readyz and /metrics", _positive_int, "PORT"),
+    Setting(
+        "gate_port",
+        8081,
+        "Port serving the gate API (GET /gate/v1/..., POST /gate/v1/flagger) over plain HTTP; 0 turns it off",
+        _non_negative_int,
+        "PORT",
+    ),
+    Setting(
+        "gate_token_file",
+        None,
+        "File holding a bearer token every gate API request must send; re-read on every request",
+        metavar="PATH",
+    ),
+    Setting(
+        "webhook_port",
+        9443,
+        "Port serving the validating admission webhook (POST /validate, TLS) for policy action Deny",
+        _positive_int,
+        "PORT",
+    ),
+    Setting(
+        "webhook_cert_file",
+        None,
+        "TLS certificate (PEM) of the admission webhook; with --webhook-key-file it turns the webhook on",
+        metavar="PATH",
+    ),
+    Setting("webhook_key_file", None, "TLS private key (PEM) of the admission webhook", metavar="PATH"),
     Setting("log_format", "json", "Log format: json (one object per line) or text", metavar="FORMAT"),
     Setting("log_level", "INFO", "Log level", metavar="LEVEL"),
     Setting(

@@ -283,8 +283,9 @@ class PolicySpec(_Model):
 
     mode: Literal["Enforce", "DryRun"] = "Enforce"
     """Enforce acts on targets; DryRun only records what it would do."""
-    action: Literal["Pause", "Scale"] = "Pause"
-    """Pause sets `spec.paused` on targets; Scale sets their replicas to `scaleTo`."""
+    action: Literal["Pause", "Scale", "Deny"] = "Pause"
+    """Pause sets `spec.paused` on targets; Scale sets their replicas to `scaleTo`; Deny writes nothing and has the
+    admission webhook refuse changes to their pod template."""
     trigger: Literal["Exhausted", "FastBurn"] = "Exhausted"
     """Act when the budget is spent, or as soon as a page tier fires."""
     scale_to: Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)] | None = None

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from slo_guard.domain.admission import AdmissionDecision
 from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State
 
@@ -184,6 +185,20 @@ class OperatorMetrics:
             "Recording rule groups in the last rules slo-guard wrote.",
             registry=self.registry,
         )
+        self.admission_decisions = Counter(
+            "slo_guard_admission_decisions",
+            "Admission reviews of workload updates, by decision (allowed, warned, overridden, denied).",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.gate_requests = Counter(
+            "slo_guard_gate_requests",
+            "Requests to the gate API, by endpoint (slo, flagger) and HTTP status code.",
+            ["endpoint", "code"],
+            registry=self.registry,
+        )
+        for decision in AdmissionDecision:
+            self.admission_decisions.labels(decision=decision.value)
         for outcome in PrometheusOutcome:
             # Export every outcome at 0 so rate() and alerts work before the first failure.
             self.prometheus_requests.labels(outcome=outcome.value)

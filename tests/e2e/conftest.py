@@ -75,14 +75,22 @@ class OperatorProcess:
         self.args = args
         self.log_path = workdir / "operator.log"
         self.health_port = free_port()
+        self.gate_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
 
+    @property
+    def gate_url(self) -> str:
+        return f"http://127.0.0.1:{self.gate_port}/gate/v1"
+
     def start(self) -> None:
-        command = [sys.executable, "-m", "slo_guard", "run", *self.args, "--health-port", str(self.health_port)]
+        command = [
+            *(sys.executable, "-m", "slo_guard", "run", *self.args),
+            *("--health-port", str(self.health_port), "--gate-port", str(self.gate_port)),
+        ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 

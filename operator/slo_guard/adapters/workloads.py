@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -36,6 +35,7 @@ from slo_guard.domain.policy import (
     WorkloadState,
     parse_holders,
 )
+from slo_guard.domain.timestamps import parse_rfc3339
 from slo_guard.service.ports import WorkloadConflict, WorkloadSnapshot
 
 DEPLOYMENT = "Deployment"
@@ -276,7 +276,7 @@ def _state(
     metadata = body.get("metadata") or {}
     annotations: Mapping[str, str] = metadata.get("annotations") or {}
     override = annotations.get(OVERRIDE_UNTIL)
-    override_until = _timestamp(override)
+    override_until = parse_rfc3339(override)
     return WorkloadState(
         target=target,
         exists=True,
@@ -297,7 +297,7 @@ def _state(
         paused_set_by=field_owner(metadata.get("managedFields"), pause_field),
         replicas_set_by=field_owner(metadata.get("managedFields"), REPLICAS_FIELD),
         reassertions=_non_negative_int(annotations.get(REASSERTIONS)) or 0,
-        reasserted_at=_timestamp(annotations.get(REASSERTED_AT)),
+        reasserted_at=parse_rfc3339(annotations.get(REASSERTED_AT)),
         reverted_by=annotations.get(REVERTED_BY) or None,
         pause_field=pause_field,
         pause_unsupported=pause_unsupported,
@@ -336,15 +336,6 @@ def _non_negative_int(value: str | None) -> int | None:
     except ValueError:
         return None
     return count if count is not None and count >= 0 else None
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    """An RFC 3339 time with an offset, or None."""
-    try:
-        moment = datetime.fromisoformat(value) if value is not None else None
-    except ValueError:
-        return None
-    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def scales(autoscaler: Mapping[str, Any], target: Target) -> bool:

@@ -83,6 +83,8 @@ class PolicyMode(enum.StrEnum):
 class PolicyAction(enum.StrEnum):
     PAUSE = "Pause"
     SCALE = "Scale"
+    DENY = "Deny"
+    """Write nothing to the targets; the admission webhook refuses changes to their pod template instead."""
 
 
 class PolicyTrigger(enum.StrEnum):

@@ -43,6 +43,10 @@ class ActionKind(enum.StrEnum):
     RESUME = "Resume"
     SCALE = "Scale"
     RESTORE = "Restore"
+    DENY = "Deny"
+    """Admission starts refusing changes to the target's pod template; nothing is written to the target."""
+    ALLOW = "Allow"
+    """Admission lets those changes through again."""
 
 
 class TargetState(enum.StrEnum):
@@ -57,6 +61,8 @@ class TargetState(enum.StrEnum):
     OVERRIDDEN = "Overridden"
     MISSING = "Missing"
     REFUSED = "Refused"
+    DENYING = "Denying"
+    """A Deny policy holds the target: admission refuses changes to its pod template."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +176,8 @@ class TargetDecision:
     """Set when someone reverted slo-guard's action on this target during the current hold."""
     refused: ActionKind | None = None
     """The undo this decision refuses because its record is gone; None otherwise."""
+    admission: ActionKind | None = None
+    """Deny or Allow when a Deny policy starts or stops holding the target, which takes no write; None otherwise."""
 
 
 def decide(
@@ -180,16 +188,24 @@ def decide(
     workload: WorkloadState,
     now: datetime,
     backoff: ReassertBackoff,
+    denying: bool = False,
 ) -> TargetDecision:
-    """What `holder` (an SLO name) should do to one target now."""
+    """What `holder` (an SLO name) should do to one target now.
+
+    `denying`: the SLO's last status shows its Deny policy holding the target. A Deny hold writes nothing to the
+    target, so the SLO's status is its only record.
+    """
     target = workload.target
     if not workload.exists:
         if workload.not_served is not None:
             return TargetDecision(target, TargetState.MISSING, "KindNotServed", workload.not_served)
         return TargetDecision(target, TargetState.MISSING, "TargetMissing", f"{target} not found")
-    decision = _decide_present(
-        holder=holder, policy=policy, evaluation=evaluation, workload=workload, now=now, backoff=backoff
-    )
+    if policy.action is PolicyAction.DENY:
+        decision = _decide_deny(policy=policy, evaluation=evaluation, workload=workload, now=now, denying=denying)
+    else:
+        decision = _decide_present(
+            holder=holder, policy=policy, evaluation=evaluation, workload=workload, now=now, backoff=backoff
+        )
     if workload.override_problem is None:
         return decision
     return replace(decision, message=f"{decision.message}; ignored {workload.override_problem}")
@@ -225,6 +241,37 @@ def _decide_present(
     if policy.action is PolicyAction.PAUSE:
         return _pause(holder=holder, workload=workload, now=now)
     return _scale(holder=holder, policy=policy, workload=workload)
+
+
+def _decide_deny(
+    *, policy: Policy, evaluation: Evaluation, workload: WorkloadState, now: datetime, denying: bool
+) -> TargetDecision:
+    """A Deny policy: the same trigger and hysteresis as a pause, carried out by admission instead of a write."""
+    target = workload.target
+    if workload.override_until is not None and now < workload.override_until:
+        override = f"Override until {rfc3339(workload.override_until)}"
+        if workload.override_reason:
+            override += f" ({workload.override_reason})"
+        return TargetDecision(
+            target, TargetState.OVERRIDDEN, "OverrideActive", f"{override} lets changes to {target} through admission"
+        )
+    if evaluation.state is State.UNKNOWN:
+        return TargetDecision(
+            target,
+            TargetState.DENYING if denying else TargetState.UNTOUCHED,
+            "HoldingOnMissingData",
+            f"No usable data ({evaluation.reason}); admission lets changes to {target} through, with a warning",
+        )
+    if denying:
+        if may_undo(policy, evaluation):
+            message = f"Budget recovered; admission lets changes to {target} through again"
+            return TargetDecision(target, TargetState.UNTOUCHED, "Allowed", message, admission=ActionKind.ALLOW)
+        message = f"Holding {target}: admission denies changes to its pod template"
+        return TargetDecision(target, TargetState.DENYING, "Denying", message)
+    if not triggered(policy, evaluation):
+        return TargetDecision(target, TargetState.UNTOUCHED, "WithinBudget", "No action needed")
+    message = f"Error budget policy: admission denies changes to the pod template of {target}"
+    return TargetDecision(target, TargetState.DENYING, "Denying", message, admission=ActionKind.DENY)
 
 
 def _overridden(*, holder: str, workload: WorkloadState, until: datetime) -> TargetDecision:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 import kopf
@@ -77,6 +78,7 @@ def run_operator(config: RuntimeConfig) -> int:
     """Exit codes: 0 stopped, 1 the API server never answered (or a restart is due), 2 no credentials."""
     configure_logging(log_format=config.log_format, level=config.log_level)
     try:
+        _check_files(config)
         _check_api(config)
     except _CannotStart as error:
         logger.error(str(error))
@@ -102,6 +104,28 @@ class _CannotStart(Exception):
     def __init__(self, message: str, *, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def _check_files(config: RuntimeConfig) -> None:
+    """A missing or broken key pair or token fails at start, in one line, not at the first request."""
+    if config.webhook is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                config.webhook.cert_file, config.webhook.key_file
+            )
+        except (OSError, ssl.SSLError) as error:
+            problem = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise _CannotStart(
+                f"cannot start: webhook key pair {config.webhook.cert_file}, {config.webhook.key_file}: {problem}",
+                exit_code=2,
+            ) from error
+    if config.gate_token_file is not None:
+        try:
+            config.gate_token_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise _CannotStart(
+                f"cannot start: gate token file {config.gate_token_file}: {error.strerror}", exit_code=2
+            ) from error
 
 
 def _check_api(config: RuntimeConfig) -> None:

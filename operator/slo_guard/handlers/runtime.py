@@ -18,6 +18,7 @@ from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFi
 from slo_guard.adapters.slo_status import SLOStatusStore, list_slo_keys
 from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
+from slo_guard.handlers.gate_server import AdmissionServer, GateServer
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.resources import (
     MAX_EVALUATION_INTERVAL,
@@ -25,7 +26,9 @@ from slo_guard.resources import (
     SpecError,
     objective_from_resource,
 )
+from slo_guard.service.admission import AdmissionReviewer
 from slo_guard.service.evaluation import EvaluationSettings
+from slo_guard.service.gate_board import GateBoard, entry_after_pass, entry_from_resource
 from slo_guard.service.health import EvaluationHeartbeats
 from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef
 from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings, slo_ref
@@ -83,6 +86,11 @@ class RuntimeConfig:
     rules_prometheusrule_labels: Mapping[str, str] | None = None
     """Manage PrometheusRule objects with these labels; None: no PrometheusRules."""
     rules_settle: float = 2.0
+    gate_port: int = 0
+    """0: no gate API."""
+    gate_token_file: Path | None = None
+    webhook: WebhookSettings | None = None
+    """None: no admission webhook."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, prometheus: PrometheusSettings) -> RuntimeConfig:
@@ -112,7 +120,25 @@ class RuntimeConfig:
                 parse_labels(args.rules_prometheusrule_labels) if args.rules_prometheusrule else None
             ),
             rules_settle=args.rules_settle,
+            gate_port=args.gate_port,
+            gate_token_file=Path(args.gate_token_file) if args.gate_token_file else None,
+            webhook=(
+                WebhookSettings(
+                    port=args.webhook_port,
+                    cert_file=Path(args.webhook_cert_file),
+                    key_file=Path(args.webhook_key_file),
+                )
+                if args.webhook_cert_file
+                else None
+            ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    port: int
+    cert_file: Path
+    key_file: Path
 
 
 class Runtime:
@@ -139,17 +165,35 @@ class Runtime:
         metrics_source: MetricsSource = self._prometheus
         if self._rule_sink is not None:
             metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
+        events = KubernetesEvents(self._kubernetes)
         self.reconciler = Reconciler(
             metrics=metrics_source,
             workloads=KubernetesWorkloads(self._kubernetes),
-            events=KubernetesEvents(self._kubernetes),
+            events=events,
             statuses=SLOStatusStore(self._kubernetes),
             settings=ReconcilerSettings(
                 min_step=config.min_step,
                 evaluation=config.evaluation,
                 heartbeat=config.status_heartbeat,
                 reassert_backoff_max=config.reassert_backoff_max,
+                admission_served=config.webhook is not None,
             ),
+        )
+        self.gates = GateBoard()
+        self._gate_server = (
+            GateServer(self.gates, port=config.gate_port, metrics=self.metrics, token_file=config.gate_token_file)
+            if config.gate_port
+            else None
+        )
+        self._admission_server = (
+            AdmissionServer(
+                AdmissionReviewer(self.gates, events=events, metrics=self.metrics),
+                port=config.webhook.port,
+                cert_file=config.webhook.cert_file,
+                key_file=config.webhook.key_file,
+            )
+            if config.webhook is not None
+            else None
         )
         self.probes = ProbeServer(
             port=config.health_port,
@@ -173,6 +217,9 @@ class Runtime:
     async def start(self, *, stop_operator: Callable[[], None]) -> None:
         self._stop_operator = stop_operator
         await self.probes.start()
+        for server in (self._gate_server, self._admission_server):
+            if server is not None:
+                await server.start()
         if not self.config.standalone:
             self._peering_check = asyncio.create_task(self._check_peering(), name="slo-guard-peering-check")
         if self._rule_sink is not None:
@@ -195,6 +242,9 @@ class Runtime:
                 await asyncio.gather(task, return_exceptions=True)
         if isinstance(self._rule_sink, FileRuleSink):
             self._rule_sink.close()
+        for server in (self._gate_server, self._admission_server):
+            if server is not None:
+                await server.stop()
         await self.probes.stop()
         await self._prometheus.close()
         self._kubernetes.close()
@@ -267,6 +317,8 @@ class Runtime:
         interval = _interval(body)
         anchor = time.monotonic() + phase_offset(key, interval)
         self.heartbeats.beat(key, interval=interval, now=time.monotonic())
+        # Until its first pass here, the SLO's gate is what the last pass, in any process, wrote to its status.
+        self.gates.put(entry_from_resource(ref, body))
         try:
             await stopped.wait(max(0.0, anchor - time.monotonic()))
             previous_start: float | None = None
@@ -285,6 +337,7 @@ class Runtime:
         finally:
             self.rules.forget(key)
             self.heartbeats.forget(key)
+            self.gates.forget(key)
             self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
 
     async def _pass(self, ref: ObjectRef, body: Mapping[str, Any]) -> None:
@@ -318,6 +371,9 @@ class Runtime:
         self.rules.observe(objective)
 
     def _record(self, ref: ObjectRef, outcome: Outcome) -> None:
+        entry = entry_after_pass(ref, outcome)
+        if entry is not None:
+            self.gates.put(entry)
         if outcome.evaluation is not None:
             self.metrics.record_evaluation(namespace=ref.namespace, name=ref.name, evaluation=outcome.evaluation)
         for action in outcome.actions:

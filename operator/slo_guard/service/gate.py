@@ -10,13 +10,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from slo_guard.domain.evaluation_types import AlertStatus, Evaluation, State
 from slo_guard.domain.gate import GateVerdict, gate, unknown_open
 from slo_guard.domain.model import Severity
 from slo_guard.domain.policy import ActionKind, TargetState
+from slo_guard.domain.timestamps import parse_rfc3339
 from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.ports import KubernetesUnavailable
 
@@ -27,8 +27,10 @@ HOLDING_STATES = frozenset(
         TargetState.PAUSED.value,
         TargetState.SCALED.value,
         TargetState.CONTESTED.value,
+        TargetState.DENYING.value,
         f"Would{ActionKind.PAUSE.value}",
         f"Would{ActionKind.SCALE.value}",
+        f"Would{ActionKind.DENY.value}",
     }
 )
 """`status.targets[].state` values of a target the SLO holds, or in DryRun would hold."""
@@ -77,7 +79,7 @@ def gate_of(key: str, resource: Mapping[str, Any]) -> SLOGate:
         return _unknown(key, f"InvalidSpec: {error}")
     status: Mapping[str, Any] = resource.get("status") or {}
     state = status.get("state")
-    evaluated_at = _time(status.get("evaluatedAt"))
+    evaluated_at = parse_rfc3339(status.get("evaluatedAt"))
     if state is None or evaluated_at is None:
         return _unknown(key, "not evaluated yet")
     if state not in _EVALUATED_STATES:
@@ -89,7 +91,7 @@ def gate_of(key: str, resource: Mapping[str, Any]) -> SLOGate:
         None,
         str(status.get("message") or ""),
         evaluated_at,
-        budget_remaining=_number((status.get("errorBudget") or {}).get("remaining")),
+        budget_remaining=as_number((status.get("errorBudget") or {}).get("remaining")),
         alerts=_firing_pages(status),
     )
     holding = any(row.get("state") in HOLDING_STATES for row in status.get("targets") or [])
@@ -146,14 +148,8 @@ def _unknown(key: str, why: str) -> SLOGate:
     return SLOGate(key, unknown_open(why), unknown=why)
 
 
-def _time(value: object) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _number(value: object) -> float | None:
+def as_number(value: object) -> float | None:
+    """A JSON number as a float; None for null, booleans and anything else."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 

@@ -10,13 +10,14 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from slo_guard.domain.evaluation_types import Evaluation, State
 from slo_guard.domain.model import API_VERSION, KIND, Objective, PolicyAction, PolicyMode, Target
 from slo_guard.domain.policy import (
+    ActionKind,
     ReassertBackoff,
     TargetDecision,
     TargetState,
@@ -47,6 +48,11 @@ from slo_guard.service.status import (
 logger = logging.getLogger("slo_guard.reconcile")
 T = TypeVar("T")
 
+WOULD_DENY = f"Would{ActionKind.DENY.value}"
+_DENY_HOLDS = frozenset({TargetState.DENYING.value, WOULD_DENY})
+"""`status.targets[].state` of a target a Deny policy holds: its only record, as nothing is written to the target."""
+NO_ADMISSION = "this operator serves no admission webhook (--webhook-cert-file is not set), so nothing is denied"
+
 _NOTABLE_STATES = {
     TargetState.PAUSED_BY_OTHER,
     TargetState.OVERRIDDEN,
@@ -67,15 +73,21 @@ class ReconcilerSettings:
     """Re-reads after a 409/422 before giving up for this pass."""
     reassert_backoff_max: float = 600.0
     """Seconds; the longest wait before slo-guard undoes another revert of its action on one target."""
+    admission_served: bool = True
+    """Whether this operator serves the admission webhook that carries out Deny policies."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one pass concluded; the caller feeds metrics and logs from it."""
+    """What one pass concluded; the caller feeds metrics, logs and the gates from it."""
 
     evaluation: Evaluation | None
-    """None when the spec was invalid and nothing was evaluated."""
+    """None when the spec was invalid or the SLO is being deleted, and nothing was evaluated."""
     actions: Sequence[ActionRecord]
+    objective: Objective | None = None
+    targets: Sequence[TargetReport] = ()
+    invalid: str | None = None
+    """Why the spec is invalid; None when it is valid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +176,7 @@ class Reconciler:
         )
         await self._announce_transition(snapshot.ref, previous=previous, evaluation=evaluation)
         await self._write(snapshot.ref, previous=previous, status=status, now=now)
-        return Outcome(evaluation, actions)
+        return Outcome(evaluation, actions, objective, reports)
 
     async def finalize(self, resource: Mapping[str, Any]) -> list[ActionRecord]:
         """Undo everything this SLO holds, on any workload in its namespace, before it is deleted.
@@ -231,7 +243,7 @@ class Reconciler:
             logger.warning("invalid spec", extra={"slo": ref.key, "field": error.field})
             await self._events.post(regarding=ref, type_="Warning", reason="InvalidSpec", message=str(error))
         await self._write(ref, previous=previous, status=status, now=now)
-        return Outcome(None, ())
+        return Outcome(None, (), invalid=str(error))
 
     async def _reconcile_target(
         self,
@@ -246,6 +258,8 @@ class Reconciler:
         previous_state = previous_row.get("state")
         backoff = ReassertBackoff(base=objective.evaluation_interval, cap=self._settings.reassert_backoff_max)
 
+        denying = previous_state in _DENY_HOLDS
+
         def choose(workload: WorkloadState) -> TargetDecision:
             return decide(
                 holder=objective.name,
@@ -254,6 +268,7 @@ class Reconciler:
                 workload=workload,
                 now=now,
                 backoff=backoff,
+                denying=denying,
             )
 
         dry_run = objective.policy.mode is PolicyMode.DRY_RUN
@@ -282,6 +297,10 @@ class Reconciler:
             problem = f"{target.kind} {target.name}: ignored {workload.override_problem}"
             await self._post_on_slo_and_target(
                 objective, target, reason="InvalidOverride", message=problem, type_="Warning"
+            )
+        if decision.state is TargetState.DENYING or decision.admission is not None:
+            return await self._deny(
+                objective, target, decision, dry_run=dry_run, previous_state=previous_state, now=now
             )
         if decision.change is None:
             if decision.state in _NOTABLE_STATES and previous_state != decision.state.value:
@@ -335,6 +354,34 @@ class Reconciler:
                 raise _WriteFailed(decision, error) from error
             return snapshot.state, decision, True
         raise _KeptChanging
+
+    async def _deny(
+        self,
+        objective: Objective,
+        target: Target,
+        decision: TargetDecision,
+        *,
+        dry_run: bool,
+        previous_state: str | None,
+        now: datetime,
+    ) -> tuple[TargetReport, list[ActionRecord]]:
+        """A Deny policy holding or letting go of a target: no write, only the status, an Event and a record."""
+        report = _report_decision(decision)
+        if dry_run and decision.state is TargetState.DENYING:
+            report = replace(report, state=WOULD_DENY)
+        if not self._settings.admission_served and decision.state is TargetState.DENYING:
+            report = replace(report, message=f"{report.message}; {NO_ADMISSION}")
+        if decision.admission is None:
+            return report, []
+        if dry_run:
+            message = f"DryRun: {decision.message[0].lower()}{decision.message[1:]}"
+            await self._events.post(regarding=_slo_ref(objective), type_="Normal", reason="DryRun", message=message)
+            return report, [_record(now, target, replace(decision, message=message), result="DryRun")]
+        await self._post_on_slo_and_target(
+            objective, target, reason=decision.reason, message=decision.message, type_="Normal"
+        )
+        logger.info(decision.message, extra={"slo": objective.key, "target": f"{target.kind}/{target.name}"})
+        return report, [_record(now, target, decision, result="Applied")]
 
     async def _dry_run(
         self,
@@ -498,7 +545,7 @@ def _report_decision(decision: TargetDecision) -> TargetReport:
 def _record(
     now: datetime, target: Target, decision: TargetDecision, *, result: str, reason: str | None = None
 ) -> ActionRecord:
-    action = decision.change.action if decision.change else decision.refused
+    action = decision.change.action if decision.change else decision.refused or decision.admission
     if action is None:
         raise ValueError(f"{decision.reason}: a decision that neither acts nor refuses has no action to record")
     return ActionRecord(

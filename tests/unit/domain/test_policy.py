@@ -24,6 +24,7 @@ from slo_guard.domain.policy import (
     ActionKind,
     Change,
     ReassertBackoff,
+    TargetDecision,
     TargetState,
     WorkloadState,
     decide,
@@ -541,3 +542,46 @@ def test_once_a_human_sets_the_replicas_a_refused_hold_is_released_without_touch
     assert decision.change.replicas is None
     assert decision.change.labels == {HELD_LABEL: None}
     assert decision.change.annotations[SCALED_BY] is None
+
+
+# Deny: the same trigger and hysteresis as a pause, carried out at admission, so nothing is ever written.
+
+DENY = Policy(mode=PolicyMode.ENFORCE, action=PolicyAction.DENY, resume_above=0.05)
+
+
+def deny(case: Evaluation, *, denying: bool, workload: WorkloadState = FRESH) -> TargetDecision:
+    return decide(
+        holder="checkout", policy=DENY, evaluation=case, workload=workload, now=NOW, backoff=BACKOFF, denying=denying
+    )
+
+
+def test_deny_starts_holding_when_the_budget_is_spent_without_writing_to_the_target() -> None:
+    decision = deny(evaluation(-0.1), denying=False)
+    assert (decision.state, decision.admission, decision.change) == (TargetState.DENYING, ActionKind.DENY, None)
+    assert (
+        decision.message == "Error budget policy: admission denies changes to the pod template of Deployment checkout"
+    )
+
+
+def test_deny_keeps_holding_below_resume_above_and_lets_go_above_it() -> None:
+    held = deny(evaluation(0.03), denying=True)
+    assert (held.state, held.admission, held.change) == (TargetState.DENYING, None, None)
+    released = deny(evaluation(0.2), denying=True)
+    assert (released.state, released.admission, released.change) == (TargetState.UNTOUCHED, ActionKind.ALLOW, None)
+    assert deny(evaluation(0.03), denying=False).state is TargetState.UNTOUCHED
+
+
+def test_deny_keeps_its_hold_on_missing_data_but_says_admission_lets_changes_through() -> None:
+    held = deny(UNKNOWN, denying=True)
+    assert (held.state, held.admission, held.reason) == (TargetState.DENYING, None, "HoldingOnMissingData")
+    assert "admission lets changes to Deployment checkout through, with a warning" in held.message
+    assert deny(UNKNOWN, denying=False).state is TargetState.UNTOUCHED
+
+
+def test_an_override_lets_changes_through_a_deny_and_names_its_reason() -> None:
+    overridden = replace(FRESH, override_until=NOW + timedelta(hours=1), override_reason="hotfix INC-42")
+    decision = deny(evaluation(-0.1), denying=True, workload=overridden)
+    assert (decision.state, decision.admission, decision.change) == (TargetState.OVERRIDDEN, None, None)
+    assert decision.message == (
+        "Override until 2026-11-01T01:00:00Z (hotfix INC-42) lets changes to Deployment checkout through admission"
+    )

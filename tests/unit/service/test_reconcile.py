@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -449,3 +449,54 @@ async def test_deleting_an_slo_while_its_pause_is_in_flight_leaves_no_orphan_hol
     assert world.deployment.spec.get("paused") is False
     assert HELD_LABEL not in world.deployment.labels
     assert "sloguard.io/paused-by" not in world.deployment.annotations
+
+
+# Deny: the hold lives in the SLO's status alone; the target is never written.
+
+DENY = {"mode": "Enforce", "action": "Deny", "resumeAbove": 0.05}
+
+
+async def test_a_deny_policy_holds_through_status_alone_and_lets_go_on_recovery() -> None:
+    world = cluster(DENY)
+    operator = world.operator()
+    for minute in range(2):
+        await world.run_pass(operator, spent(NOW + timedelta(minutes=minute)))
+    assert (target_row(world)["state"], target_row(world)["reason"]) == ("Denying", "Denying")
+    assert [(item["action"], item["result"]) for item in world.slo.status["actions"]] == [("Deny", "Applied")]
+    assert world.events.reasons("Deployment") == ["Denying"]
+    # A restarted operator reads the hold back from the status: still held just above zero budget.
+    restarted = world.operator()
+    await world.run_pass(restarted, replace(recovered(NOW + timedelta(minutes=3)), budget_remaining=0.03))
+    assert target_row(world)["state"] == "Denying"
+    await world.run_pass(restarted, recovered(NOW + timedelta(minutes=4)))
+    assert target_row(world)["state"] == "Untouched"
+    assert [item["action"] for item in world.slo.status["actions"]] == ["Deny", "Allow"]
+    assert world.deployment.writes == []
+
+
+async def test_a_dry_run_deny_reports_would_deny_once() -> None:
+    world = cluster({**DENY, "mode": "DryRun"})
+    operator = world.operator()
+    for minute in range(2):
+        await world.run_pass(operator, spent(NOW + timedelta(minutes=minute)))
+    assert target_row(world)["state"] == "WouldDeny"
+    assert [(item["action"], item["result"]) for item in world.slo.status["actions"]] == [("Deny", "DryRun")]
+    assert world.events.reasons("ServiceLevelObjective").count("DryRun") == 1
+    assert world.deployment.writes == []
+
+
+async def test_a_deny_policy_on_an_operator_without_the_webhook_says_nothing_is_denied() -> None:
+    world = cluster(DENY)
+    operator = Reconciler(
+        metrics=NoMetrics(),
+        workloads=world.deployment,
+        events=world.events,
+        statuses=world.slo,
+        settings=ReconcilerSettings(
+            min_step=1, evaluation=EvaluationSettings(max_staleness=15), admission_served=False
+        ),
+    )
+    await world.run_pass(operator, spent(NOW))
+    assert target_row(world)["message"].endswith(
+        "this operator serves no admission webhook (--webhook-cert-file is not set), so nothing is denied"
+    )
