@@ -36,6 +36,7 @@ TREES = {
     "base": MANIFESTS,
     "namespaced": MANIFESTS / "overlays" / "namespaced",
     "prometheus-operator": MANIFESTS / "overlays" / "prometheus-operator",
+    "admission": MANIFESTS / "overlays" / "admission",
 }
 """The installs; each expects kopf's peering CRDs from KOPF_PEERING, applied before it and never deleted with it."""
 KOPF_PEERING = MANIFESTS / "kopf-peering"
@@ -43,8 +44,8 @@ KOPF_GROUP = "kopf.dev"
 KUBERNETES_VERSION = "1.32"
 OPERATOR = "slo-guard"
 SLO_CRD = "servicelevelobjectives.yaml"
-FOREIGN_CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
-"""Custom resources whose CRD another project installs (the Prometheus Operator)."""
+FOREIGN_CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "Certificate", "Issuer"}
+"""Custom resources whose CRD another project installs (the Prometheus Operator, cert-manager)."""
 NAMESPACED_MODE_CLUSTER_KINDS = {"Namespace", "CustomResourceDefinition"}
 PROMETHEUS_RULES = "prometheusrule.yaml"
 
@@ -78,6 +79,8 @@ def _parsed_env(name: str, value: str) -> Any:
 
 PEERING_NAME: str = _setting("peering_name")
 HEALTH_PORT: int = _setting("health_port")
+GATE_PORT: int = _setting("gate_port")
+WEBHOOK_PORT: int = _setting("webhook_port")
 
 
 def _grants(peering_resource: str) -> set[Grant]:
@@ -459,8 +462,15 @@ def test_network_policies_select_the_operator_and_limit_both_directions() -> Non
     assert {kind for policy in policies for kind in policy["spec"]["policyTypes"]} == {"Egress", "Ingress"}
 
 
-def test_network_policy_lets_in_only_the_metrics_and_probe_port() -> None:
-    assert _allowed("base", "ingress") == {("anywhere", "TCP", HEALTH_PORT)}
+def test_network_policy_lets_in_only_the_metrics_probe_and_gate_ports() -> None:
+    assert _allowed("base", "ingress") == {("anywhere", "TCP", HEALTH_PORT), ("anywhere", "TCP", GATE_PORT)}
+
+
+def test_gate_port_is_served_named_and_reached_by_the_service() -> None:
+    ports = {item["name"]: item["containerPort"] for item in container("base")["ports"]}
+    assert ports["http-gate"] == GATE_PORT
+    gate = next(item for item in one("base", "Service")["spec"]["ports"] if item["name"] == "http-gate")
+    assert (gate["port"], gate["targetPort"]) == (GATE_PORT, "http-gate")
 
 
 @pytest.mark.parametrize("tree", TREES)
@@ -473,7 +483,7 @@ def test_metrics_service_reaches_the_pod_port() -> None:
     service = one("base", "Service")["spec"]
     pod_labels = one("base", "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= pod_labels.items()
-    (port,) = service["ports"]
+    port = service["ports"][0]
     assert port["name"] == "http-metrics"
     assert port["targetPort"] in {item["name"] for item in container("base")["ports"]}
 
@@ -644,3 +654,75 @@ def test_documented_kustomization_wires_token_and_ca_files_from_the_secret(docum
 def test_documented_kustomization_lets_the_new_prometheus_port_through(documented_kustomization: Path) -> None:
     assert _allowed(documented_kustomization, "egress") == API_SERVER_AND_DNS | {_prometheus(documented_kustomization)}
     assert _prometheus(documented_kustomization) != _prometheus("base")
+
+
+# Admission webhook overlay
+
+
+def test_admission_overlay_is_the_base_plus_the_webhook_and_its_certificate() -> None:
+    added = _ids("admission") - _ids("base")
+    assert added == {
+        ("ValidatingWebhookConfiguration", "slo-guard", None),
+        ("Service", "slo-guard-webhook", "slo-guard"),
+        ("NetworkPolicy", "slo-guard-webhook", "slo-guard"),
+        ("Certificate", "slo-guard-webhook", "slo-guard"),
+        ("Issuer", "slo-guard-selfsigned", "slo-guard"),
+    }
+
+
+def test_webhook_never_blocks_the_cluster_and_sees_only_rollouts() -> None:
+    (webhook,) = one("admission", "ValidatingWebhookConfiguration")["webhooks"]
+    assert (webhook["failurePolicy"], webhook["sideEffects"], webhook["admissionReviewVersions"]) == (
+        "Ignore",
+        "None",
+        ["v1"],
+    )
+    assert webhook["timeoutSeconds"] <= 5
+    assert {
+        (group, version, resource, operation)
+        for rule in webhook["rules"]
+        for group in rule["apiGroups"]
+        for version in rule["apiVersions"]
+        for resource in rule["resources"]
+        for operation in rule["operations"]
+    } == {
+        ("apps", "v1", "deployments", "UPDATE"),
+        ("apps", "v1", "statefulsets", "UPDATE"),
+        ("argoproj.io", "v1alpha1", "rollouts", "UPDATE"),
+    }
+    assert [condition["name"] for condition in webhook["matchConditions"]] == ["pod-template-changed"]
+    assert "kube-system" in webhook["namespaceSelector"]["matchExpressions"][0]["values"]
+
+
+def test_webhook_service_reaches_the_tls_port_the_operator_serves_from_the_certificate_secret() -> None:
+    (webhook,) = one("admission", "ValidatingWebhookConfiguration")["webhooks"]
+    service_ref = webhook["clientConfig"]["service"]
+    service = next(item for item in objects("admission", "Service") if item["metadata"]["name"] == service_ref["name"])
+    assert (service_ref["namespace"], service_ref["path"]) == (service["metadata"]["namespace"], "/validate")
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == service_ref["port"]
+    ports = {item["name"]: item["containerPort"] for item in container("admission")["ports"]}
+    assert ports[port["targetPort"]] == WEBHOOK_PORT
+    assert ("anywhere", "TCP", WEBHOOK_PORT) in _allowed("admission", "ingress")
+    certificate = one("admission", "Certificate")
+    assert f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc" in certificate["spec"]["dnsNames"]
+    pod = one("admission", "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [
+        item for item in pod["volumes"] if item.get("secret", {}).get("secretName") == certificate["spec"]["secretName"]
+    ]
+    (mount,) = [item for item in container("admission")["volumeMounts"] if item["name"] == volume["name"]]
+    env = env_values("admission")
+    assert (env["SLO_GUARD_WEBHOOK_CERT_FILE"], env["SLO_GUARD_WEBHOOK_KEY_FILE"]) == (
+        f"{mount['mountPath']}/tls.crt",
+        f"{mount['mountPath']}/tls.key",
+    )
+    injected = one("admission", "ValidatingWebhookConfiguration")["metadata"]["annotations"]
+    assert injected["cert-manager.io/inject-ca-from"] == (
+        f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
+    )
+
+
+def test_installs_without_the_overlay_serve_no_webhook() -> None:
+    for tree in ("base", "namespaced", "prometheus-operator"):
+        assert objects(tree, "ValidatingWebhookConfiguration") == []
+        assert "SLO_GUARD_WEBHOOK_CERT_FILE" not in env_values(tree)
