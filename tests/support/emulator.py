@@ -33,8 +33,10 @@ import kmock
 import yaml
 import yarl
 from kmock._internal.rendering import ReactionMismatchError  # raised by depleted reactions; kmock omits it from __all__
+from tests.support.emulator_admission import AdmissionPending, WebhookAdmission, webhook_configuration_strategy
 from tests.support.emulator_log import (
     ANY,
+    WRITE_VERBS,
     CallSeen,
     CallTally,
     FaultBook,
@@ -47,6 +49,7 @@ from tests.support.emulator_log import (
 from tests.support.emulator_resources import (
     CRD_RESOURCE,
     KOPF_PEERING_CRDS,
+    WEBHOOK_CONFIGURATION_RESOURCE,
     Body,
     ResourceRegistry,
     ResourceType,
@@ -193,6 +196,13 @@ class NotServed(ApiError):
         super().__init__(404, "the server could not find the requested resource")
 
 
+def _with_warnings(response: aiohttp.web.Response, warnings: Sequence[str]) -> aiohttp.web.Response:
+    """One `Warning: 299 - "text"` header per distinct warning (kubectl prints each as `Warning: text`)."""
+    for warning in dict.fromkeys(warnings):
+        response.headers.add("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
+    return response
+
+
 def _error_response(error: ApiError) -> aiohttp.web.Response:
     if isinstance(error, NotServed):
         return aiohttp.web.Response(status=404, text="404 page not found\n", content_type="text/plain")
@@ -251,11 +261,15 @@ class KubeEmulator(kmock.KubernetesScaffold):
     """Source of creationTimestamp, deletionTimestamp and Table ages."""
     kopf_peering: bool = True
     """Install kopf's KopfPeering and ClusterKopfPeering CRDs at start, like a cluster prepared for kopf."""
+    webhook_services: Mapping[str, str] = attrs.field(factory=dict)
+    """Where webhooks' `clientConfig.service` live: "namespace/name" -> host (no cluster DNS here); port from it."""
 
     registry: ResourceRegistry = attrs.field(init=False, factory=ResourceRegistry)
     """The resource types served (built-ins plus CRDs)."""
     store: ObjectStore = attrs.field(init=False)
     """The objects and watches."""
+    admission: WebhookAdmission = attrs.field(init=False)
+    """Validating admission webhooks, called before a write is stored."""
     _log: RequestLog = attrs.field(init=False)
     _faults: FaultBook = attrs.field(init=False, factory=FaultBook)
     _calls: CallTally = attrs.field(init=False, factory=CallTally)
@@ -265,6 +279,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
     def __attrs_post_init__(self) -> None:
         # kmock's scaffold would register its stateless fallbacks here; this class serves those paths itself.
         self.store = ObjectStore(registry=self.registry, clock=self.clock, watch_window=self.watch_window)
+        self.store.strategies[WEBHOOK_CONFIGURATION_RESOURCE.storage_key] = webhook_configuration_strategy
+        self.admission = WebhookAdmission(store=self.store, registry=self.registry, services=self.webhook_services)
         self._log = RequestLog(limit=self.request_log_limit)
         namespaces = self.registry.resolve("namespaces")
         for namespace in INITIAL_NAMESPACES:
@@ -377,15 +393,35 @@ class KubeEmulator(kmock.KubernetesScaffold):
             resource_type = self._resource_type(call)
             if call.verb == "watch":
                 return await self._watch(request, call, resource_type, record)
-            self.store.strict_fields = call.params.get("fieldValidation") == "Strict"
-            self.store.warnings = []
-            status, body = self._resource(request, call, resource_type)
-            response = aiohttp.web.json_response(body, status=status)
-            for warning in self.store.warnings:
-                response.headers.add("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
-            return response
+            return await self._serve_resource(request, call, resource_type)
         except ApiError as error:
             return _error_response(error)
+
+    async def _serve_resource(
+        self, request: kmock.Request, call: ApiCall, resource_type: ResourceType
+    ) -> aiohttp.web.Response:
+        """Serve a request in one synchronous run of the store (atomic in this loop), or, when webhooks must admit
+        a write, in runs around awaiting them: nothing is stored until a run computes the write they allowed."""
+        admitted: AdmissionPending | None = None
+        hook_warnings: list[str] = []
+        while True:
+            self.store.strict_fields = call.params.get("fieldValidation") == "Strict"
+            self.store.warnings = []
+            self.store.admission = self.admission.gate(admitted) if call.verb in WRITE_VERBS else None
+            try:
+                status, body = self._resource(request, call, resource_type)
+                response = aiohttp.web.json_response(body, status=status)
+                return _with_warnings(response, [*self.store.warnings, *hook_warnings])
+            except ApiError as error:
+                return _with_warnings(_error_response(error), [*self.store.warnings, *hook_warnings])
+            except AdmissionPending as pending:
+                admitted = pending
+            finally:
+                self.store.admission = None
+            warnings, refusal = await self.admission.review(admitted, params=call.params, body=request.data)
+            hook_warnings += warnings
+            if refusal is not None:
+                return _with_warnings(_error_response(refusal), [*self.store.warnings, *hook_warnings])
 
     async def _react(self, request: kmock.Request) -> aiohttp.web.StreamResponse | None:
         """Serve with the first matching kmock DSL reaction, by priority (kmock's own order)."""
@@ -902,6 +938,14 @@ async def _serve_until_signalled(emulator: KubeEmulator, args: argparse.Namespac
             args.state_dump.write_text(json.dumps(emulator.state(), indent=2) + "\n")
 
 
+def _webhook_service(text: str) -> tuple[str, str]:
+    service, _, host = text.partition("=")
+    namespace, _, name = service.partition("/")
+    if not (namespace and name and host) or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NS/NAME=HOST, got {text!r}")
+    return service, host
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m tests.support.emulator`: serve until SIGINT/SIGTERM, printing the URL first."""
     parser = argparse.ArgumentParser(prog="python -m tests.support.emulator", description=main.__doc__)
@@ -914,8 +958,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-kopf-peering", action="store_true", help="a cluster never prepared for kopf: no peering CRDs"
     )
+    parser.add_argument(
+        "--webhook-service",
+        type=_webhook_service,
+        action="append",
+        default=[],
+        metavar="NS/NAME=HOST",
+        help="serve webhooks' clientConfig.service NS/NAME at HOST (the port comes from the configuration)",
+    )
     args = parser.parse_args(argv)
-    emulator = KubeEmulator(request_log_limit=args.request_log_limit, kopf_peering=not args.no_kopf_peering)
+    emulator = KubeEmulator(
+        request_log_limit=args.request_log_limit,
+        kopf_peering=not args.no_kopf_peering,
+        webhook_services=dict(args.webhook_service),
+    )
     for crd in args.crd:
         emulator.load_crd(crd)
     asyncio.run(_serve_until_signalled(emulator, args))

@@ -208,6 +208,14 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         tracks_generation=False,
     ),
     ResourceType(
+        group="admissionregistration.k8s.io",
+        version="v1",
+        plural="validatingwebhookconfigurations",
+        kind="ValidatingWebhookConfiguration",
+        namespaced=False,
+        categories=("api-extensions",),
+    ),
+    ResourceType(
         group="apiextensions.k8s.io",
         version="v1",
         plural="customresourcedefinitions",
@@ -221,6 +229,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
 
 CRD_RESOURCE = BUILTIN_RESOURCES[-1]
 NAMESPACE_RESOURCE = BUILTIN_RESOURCES[0]
+WEBHOOK_CONFIGURATION_RESOURCE = BUILTIN_RESOURCES[-2]
 
 
 def _peering_crd(*, plural: str, kind: str, scope: str) -> Body:
@@ -335,6 +344,10 @@ class ResourceRegistry:
     def find(self, group: str, version: str, plural: str) -> ResourceType | None:
         """The resource type at that URL, if served."""
         return self._types.get((group, version, plural))
+
+    def versions_of(self, storage_key: StorageKey) -> list[ResourceType]:
+        """Every served version of one resource (they share storage), in registration order."""
+        return [rt for rt in self._types.values() if rt.storage_key == storage_key]
 
     def find_kind(self, api_version: str, kind: str) -> ResourceType | None:
         """The resource type whose objects have that apiVersion and kind."""

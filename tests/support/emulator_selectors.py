@@ -120,6 +120,20 @@ def selector_matches(
     return all(req.matches(object_labels) for req in labels) and all(req.matches(obj) for req in fields)
 
 
+_SELECTOR_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+
+
+def label_selector_requirements(selector: Mapping[str, Any]) -> tuple[LabelRequirement, ...]:
+    """A metav1.LabelSelector (matchLabels, matchExpressions) as requirements; empty selects everything."""
+    requirements = [
+        LabelRequirement(key, "=", frozenset({value})) for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    for expression in selector.get("matchExpressions") or []:
+        operator = _SELECTOR_OPERATORS[expression["operator"]]
+        requirements.append(LabelRequirement(expression["key"], operator, frozenset(expression.get("values") or ())))
+    return tuple(requirements)
+
+
 def format_label_selector(selector: Mapping[str, Any]) -> str:
     """A metav1.LabelSelector as the string form used in `Scale.status.selector`."""
     clauses = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
 import datetime
+import functools
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +45,7 @@ _SYSTEM_METADATA = (
     "deletionGracePeriodSeconds",
 )
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SCALE_KIND = ("autoscaling", "v1", "Scale")
 _REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -223,6 +226,35 @@ def _with_version(obj: Body, resource_version: int) -> Body:
     return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(resource_version)}}
 
 
+@dataclasses.dataclass(kw_only=True)
+class AdmissionAttributes:
+    """A write of the request being served, as admission sees it just before it is stored."""
+
+    operation: str
+    """CREATE, UPDATE (PUT and every PATCH) or DELETE."""
+    resource_type: ResourceType
+    """The resource addressed by the URL."""
+    subresource: str | None
+    """status, scale, or None for the main resource."""
+    namespace: str | None
+    """The object's namespace (None for cluster-scoped objects)."""
+    name: str
+    """The name the request gave ("" for a create with generateName, as on a real server)."""
+    kind: tuple[str, str, str]
+    """Group, version and kind of `object` and `old_object` (autoscaling/v1 Scale for `/scale`)."""
+    object: Body | None
+    """The object as it would be stored (defaults set, validated); None for DELETE."""
+    old_object: Body | None
+    """The stored object; None for CREATE."""
+
+
+AdmissionGate = Callable[[AdmissionAttributes], Body | None]
+"""Asked before a write is stored; raises to stop it. On a CREATE it may return an equal object to store instead
+(one it already admitted, so the stored uid and creationTimestamp are the ones the webhooks saw)."""
+Strategy = Callable[[ResourceType, Body], Body]
+"""A built-in resource's own defaulting and validation (raises ApiError), applied to every write."""
+
+
 class WatchEvent:
     """A committed change, kept in the per-resource history for watches that resume from a version."""
 
@@ -300,6 +332,10 @@ class ObjectStore:
         """fieldValidation=Strict for the request being served: unknown fields are 400 instead of a warning."""
         self.warnings: list[str] = []
         """Warnings for the request being served (unknown fields pruned), sent as `Warning` headers."""
+        self.admission: AdmissionGate | None = None
+        """Admission for the request being served; None for the in-process API and internal writes."""
+        self.strategies: dict[StorageKey, Strategy] = {}
+        """Built-in defaulting and validation per resource (e.g. webhook configurations)."""
 
     @property
     def resource_version(self) -> str:
@@ -353,10 +389,23 @@ class ObjectStore:
         name = metadata.get("name") or self._generated_name(resource_type, namespace, metadata)
         if resource_type.storage_key == CRD_RESOURCE.storage_key:
             self._validate_crd(body, name)
+        obj = self._new_object(resource_type, namespace=namespace, name=name, body=body)
+        kind = (resource_type.group, resource_type.version, resource_type.kind)
+        attributes = AdmissionAttributes(
+            operation="CREATE",
+            resource_type=resource_type,
+            subresource=None,
+            namespace=namespace,
+            name=metadata.get("name") or "",
+            kind=kind,
+            object=obj,
+            old_object=None,
+        )
+        obj = self._admit(attributes) or obj
+        name = obj["metadata"]["name"]
         if self.find(resource_type, namespace, name) is not None:
             message = f'{resource_type.qualified_name} "{name}" already exists'
             raise ApiError(409, message, reason="AlreadyExists", details=_details(resource_type, name))
-        obj = self._new_object(resource_type, namespace=namespace, name=name, body=body)
         self._commit(resource_type, obj, event_type="ADDED", old=None)
         if resource_type.storage_key == CRD_RESOURCE.storage_key:
             self._establish_crd(obj)  # a second write, as the apiextensions controller's; the answer predates it
@@ -401,8 +450,13 @@ class ObjectStore:
             obj.setdefault("spec", {}).setdefault(key, copy.deepcopy(value))
         return self._conform(resource_type, obj)
 
+    def _admit(self, attributes: AdmissionAttributes) -> Body | None:
+        return None if self.admission is None else self.admission(attributes)
+
     def _conform(self, resource_type: ResourceType, obj: Body) -> Body:
-        """Apply a CRD's structural schema: prune unknown fields (warn, or 400 if strict), default, validate (422)."""
+        """Apply a built-in strategy or a CRD's structural schema: prune (warn, or 400 if strict), default, validate."""
+        if strategy := self.strategies.get(resource_type.storage_key):
+            obj = strategy(resource_type, obj)
         if resource_type.schema is None:
             return obj
         obj, dropped = resource_type.schema.normalize(obj)
@@ -429,7 +483,8 @@ class ObjectStore:
         if body_name != name:
             raise ApiError(400, f"the name of the object ({body_name}) does not match the name on the URL ({name})")
         self._check_version(resource_type, current, body, required=resource_type.custom)
-        return self._update(resource_type, current, body, subresource=subresource)
+        admit = functools.partial(self._admit_update, resource_type, subresource, current)
+        return self._update(resource_type, current, body, subresource=subresource, admit=admit)
 
     def patch(
         self,
@@ -446,7 +501,8 @@ class ObjectStore:
         strategic = not resource_type.custom
         candidate = apply_patch(current, content_type=content_type, patch=patch, strategic=strategic)
         self._check_version(resource_type, current, candidate, required=False)
-        return self._update(resource_type, current, candidate, subresource=subresource)
+        admit = functools.partial(self._admit_update, resource_type, subresource, current)
+        return self._update(resource_type, current, candidate, subresource=subresource, admit=admit)
 
     def _check_version(self, resource_type: ResourceType, current: Body, candidate: Body, *, required: bool) -> None:
         wanted = (candidate.get("metadata") or {}).get("resourceVersion")
@@ -456,12 +512,22 @@ class ObjectStore:
         if wanted and str(wanted) != current["metadata"]["resourceVersion"]:
             raise conflict(resource_type, name)
 
-    def _update(self, resource_type: ResourceType, current: Body, candidate: Body, *, subresource: str | None) -> Body:
+    def _update(
+        self,
+        resource_type: ResourceType,
+        current: Body,
+        candidate: Body,
+        *,
+        subresource: str | None,
+        admit: Callable[[Body], None] | None = None,
+    ) -> Body:
         if subresource == "status":
             new = self._status_update(current, candidate)
         else:
             new = self._main_update(resource_type, current, candidate)
         new = self._conform(resource_type, new)
+        if admit is not None:
+            admit(new)  # a real server admits no-op writes too: it compares only when storing
         if new == current:
             return current  # a no-op write is not stored: no new resourceVersion, no event
         metadata = new["metadata"]
@@ -471,6 +537,26 @@ class ObjectStore:
         if resource_type.storage_key == CRD_RESOURCE.storage_key and subresource != "status":
             self._serve_crd(new)
         return new
+
+    def _admit_update(self, resource_type: ResourceType, subresource: str | None, current: Body, new: Body) -> None:
+        if self.admission is None:
+            return
+        kind = (resource_type.group, resource_type.version, resource_type.kind)
+        objects = (new, current)
+        if subresource == "scale":
+            kind, objects = SCALE_KIND, (self._scale_of(resource_type, new), self._scale_of(resource_type, current))
+        metadata = current["metadata"]
+        attributes = AdmissionAttributes(
+            operation="UPDATE",
+            resource_type=resource_type,
+            subresource=subresource,
+            namespace=metadata.get("namespace"),
+            name=metadata["name"],
+            kind=kind,
+            object=objects[0],
+            old_object=objects[1],
+        )
+        self._admit(attributes)
 
     def _status_update(self, current: Body, candidate: Body) -> Body:
         new = copy.deepcopy(current)
@@ -520,6 +606,20 @@ class ObjectStore:
         """DELETE: with finalizers, only mark deletionTimestamp (and bump generation); else remove at once."""
         current = self.get(resource_type, namespace, name)
         self._check_preconditions(resource_type, current, options.get("preconditions") or {})
+        attributes = AdmissionAttributes(
+            operation="DELETE",
+            resource_type=resource_type,
+            subresource=None,
+            namespace=namespace,
+            name=name,
+            kind=(resource_type.group, resource_type.version, resource_type.kind),
+            object=None,
+            old_object=current,
+        )
+        self._admit(attributes)
+        return self._delete(resource_type, current)
+
+    def _delete(self, resource_type: ResourceType, current: Body) -> Body:
         metadata = current["metadata"]
         if metadata.get("deletionTimestamp"):
             return current
@@ -562,8 +662,8 @@ class ObjectStore:
         for objects in list(self._objects.values()):
             for key, obj in list(objects.items()):
                 resource_type = self.registry.find_kind(obj["apiVersion"], obj["kind"])
-                if key[0] == namespace and resource_type is not None:
-                    self.delete(resource_type, namespace, key[1], options={})
+                if key[0] == namespace and resource_type is not None:  # the namespace controller's work: not admitted
+                    self._delete(resource_type, _present(obj, resource_type))
 
     # Committing and watching.
 
@@ -648,7 +748,9 @@ class ObjectStore:
         assert resource_type.scale is not None  # for type checkers: the router checks it
         candidate = copy.deepcopy(current)
         _set_path(candidate, resource_type.scale.spec_replicas_path, replicas)
-        return self._scale_of(resource_type, self._update(resource_type, current, candidate, subresource=None))
+        admit = functools.partial(self._admit_update, resource_type, "scale", current)
+        updated = self._update(resource_type, current, candidate, subresource=None, admit=admit)
+        return self._scale_of(resource_type, updated)
 
     def _scale_of(self, resource_type: ResourceType, obj: Body) -> Body:
         spec = resource_type.scale
