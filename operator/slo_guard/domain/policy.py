@@ -392,6 +392,14 @@ def _keep_holding(
 ) -> TargetDecision:
     target = workload.target
     if policy.action is PolicyAction.PAUSE:
+        if workload.pause_unsupported is not None:
+            # Someone made the held target unpausable (a StatefulSet switched to OnDelete): re-pausing would be
+            # refused by the API server on every pass. Keep the hold recorded and say what to do.
+            message = (
+                f"{target} is held by slo-guard's pause but {workload.pause_unsupported}; rollouts are not held. "
+                "slo-guard lets go of it once the budget recovers"
+            )
+            return TargetDecision(target, TargetState.REFUSED, "PauseUnsupported", message)
         if not workload.paused:
             change = Change(ActionKind.PAUSE, paused=True)
             return _reassert(change, path=workload.pause_field, workload=workload, now=now, backoff=backoff)

@@ -226,3 +226,19 @@ def test_once_a_human_sets_the_partition_a_hold_without_its_record_is_released_l
     assert "spec" not in patch, "the human's partition stands"
     assert patch["metadata"]["annotations"][PAUSED_BY] is None
     assert patch["metadata"]["labels"] == {HELD_LABEL: None}
+
+
+def test_a_held_statefulset_switched_to_on_delete_is_refused_not_repaused_and_released_on_recovery() -> None:
+    held = {PAUSED_BY: "db-availability", ORIGINAL_PARTITION: "1"}
+    body = statefulset(strategy={"type": "OnDelete"}, annotations=held)
+    snapshot = read(body)
+    decision = pause(snapshot)
+    # A partition next to OnDelete is invalid: the API server would refuse that write on every pass.
+    assert (decision.state, decision.reason, decision.change) == (TargetState.REFUSED, "PauseUnsupported", None)
+    assert "rollouts are not held" in decision.message
+
+    released = release(holder="db-availability", workload=snapshot.state)
+    patch = patch_for(snapshot, released, body)
+    assert "spec" not in patch, "nothing to restore: OnDelete holds no partition"
+    assert patch["metadata"]["annotations"][PAUSED_BY] is None
+    assert patch["metadata"]["annotations"][ORIGINAL_PARTITION] is None
