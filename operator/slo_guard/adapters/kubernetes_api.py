@@ -48,6 +48,7 @@ class NoCredentials(Exception):
 
 
 BREAKER_NAME = "kubernetes"
+USER_AGENT = f"slo-guard/{__version__}"
 MERGE_PATCH = "application/merge-patch+json"
 _TOO_MANY_REQUESTS = 429
 _CONFLICTS = frozenset({409, 422})
@@ -92,15 +93,18 @@ class KubernetesSettings:
             raise ValueError(f"retry_after_max must not be negative, got {self.retry_after_max}")
 
 
-def load_api_client(settings: KubernetesSettings | None = None) -> ApiClient:
-    """Connect like kubectl: `KUBECONFIG` or ~/.kube/config when present, else the pod's service account."""
+def load_api_client(
+    settings: KubernetesSettings | None = None, *, context: str | None = None, user_agent: str = USER_AGENT
+) -> ApiClient:
+    """Connect like kubectl: `KUBECONFIG` or ~/.kube/config (its current context, or `context`) when present, else
+    the pod's service account."""
     settings = settings or KubernetesSettings()
     configuration = Configuration()
-    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    kubeconfig = kubeconfig_path()
     try:
         if any(Path(path).expanduser().exists() for path in kubeconfig.split(os.pathsep) if path):
             kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, client_configuration=configuration, persist_config=False
+                config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False
             )
         else:
             kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -110,8 +114,13 @@ def load_api_client(settings: KubernetesSettings | None = None) -> ApiClient:
     configuration.retries = False
     configuration.connection_pool_maxsize = settings.max_concurrency
     client = ApiClient(configuration)
-    client.user_agent = f"slo-guard/{__version__}"
+    client.user_agent = user_agent
     return client
+
+
+def kubeconfig_path() -> str:
+    """Where kubectl would look: `KUBECONFIG` (several files joined with the path separator) or ~/.kube/config."""
+    return os.environ.get("KUBECONFIG") or "~/.kube/config"
 
 
 async def wait_until_reachable(

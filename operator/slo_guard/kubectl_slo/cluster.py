@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import config as kube_config
-from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
+from kubernetes.client import CustomObjectsApi
 
 from slo_guard import __version__
 from slo_guard.adapters.kubernetes_api import (
@@ -19,6 +19,8 @@ from slo_guard.adapters.kubernetes_api import (
     KubernetesSettings,
     NoCredentials,
     ObjectNotFound,
+    kubeconfig_path,
+    load_api_client,
 )
 from slo_guard.adapters.workloads import WorkloadKind
 from slo_guard.domain.model import GROUP, PLURAL, VERSION
@@ -112,26 +114,17 @@ class Cluster:
 def connect(context: str | None) -> Cluster:
     """Connect like kubectl: `KUBECONFIG` or ~/.kube/config (its current context, or `context`), else the pod's
     service account."""
-    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
-    configuration = Configuration()
+    kubeconfig = kubeconfig_path()
+    if any(Path(path).expanduser().exists() for path in kubeconfig.split(os.pathsep) if path):
+        namespace = _context_namespace(kubeconfig, context)
+    elif context is not None:
+        raise CommandError(f'context "{context}" does not exist')
+    else:
+        namespace = _service_account_namespace()
     try:
-        if any(Path(path).expanduser().exists() for path in kubeconfig.split(os.pathsep) if path):
-            namespace = _context_namespace(kubeconfig, context)
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False
-            )
-        elif context is not None:
-            raise CommandError(f'context "{context}" does not exist')
-        else:
-            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            namespace = _service_account_namespace()
-    except kube_config.ConfigException as error:
-        raise CommandError(str(NoCredentials(kubeconfig=kubeconfig, error=error))) from None
-    # KubernetesApi retries; urllib3 must raise the first error as it is.
-    configuration.retries = False
-    configuration.connection_pool_maxsize = SETTINGS.max_concurrency
-    client = ApiClient(configuration)
-    client.user_agent = f"kubectl-slo/{__version__}"
+        client = load_api_client(SETTINGS, context=context, user_agent=f"kubectl-slo/{__version__}")
+    except NoCredentials as error:
+        raise CommandError(str(error)) from None
     return Cluster(KubernetesApi(client, SETTINGS), namespace)
 
 
