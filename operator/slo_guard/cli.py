@@ -1,5 +1,5 @@
 """The `slo-guard` command: `evaluate` (a deploy gate that needs no cluster), `gate` (one that reads the cluster),
-`rules` and `run` (the operator)."""
+`rules`, `import` (SLOs from Sloth, Pyrra or OpenSLO) and `run` (the operator)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,8 @@ from slo_guard.domain.durations import DurationError, format_duration, parse_dur
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.model import KIND, Objective
 from slo_guard.domain.rules import DEFAULT_RUNBOOK_BASE, prometheus_rule, rule_file
-from slo_guard.resources import SpecError, objective_from_resource, status_from_evaluation
+from slo_guard.importers import TOOLS, ImportOptions, Source, import_slos, parse_namespace, parse_target
+from slo_guard.resources import MIN_WINDOW, SpecError, objective_from_resource, status_from_evaluation
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 from slo_guard.service.gate import Poll, SLOGate, SLOsMissing, wait_for_gates
 from slo_guard.service.ports import KubernetesUnavailable
@@ -57,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _gate(args)
         if args.command == "rules":
             return _rules(args)
+        if args.command == "import":
+            return _import(args)
         if args.command == "run":
             return _run(args)
         parser.print_help()
@@ -154,6 +157,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings(rules, [setting for setting in PROMETHEUS_SETTINGS if setting.name == "min_step"])
 
+    imports = commands.add_parser(
+        "import",
+        formatter_class=_Help,
+        help="print ServiceLevelObjectives for Sloth, Pyrra or OpenSLO SLOs (exit 2 if any cannot map)",
+        description="Map each SLO exactly or not at all: one line on stderr per construct that cannot map, and the "
+        "SLOs that did map still printed. See docs/import.md.",
+    )
+    imports.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML files of the source tool's SLOs")
+    imports.add_argument("--from", dest="tool", required=True, choices=TOOLS, help="the tool the files are for")
+    imports.add_argument(
+        "--namespace",
+        type=_checked(parse_namespace),
+        default=None,
+        help="namespace of every SLO (default: the source's, else default)",
+    )
+    imports.add_argument(
+        "--target",
+        type=_checked(parse_target),
+        action="append",
+        default=[],
+        dest="targets",
+        metavar="KIND/NAME",
+        help="a workload every SLO acts on, e.g. Deployment/checkout (repeatable); default: none, the SLOs only report",
+    )
+    imports.add_argument(
+        "--window",
+        type=_window,
+        default="30d",
+        metavar="DURATION",
+        help="SLO window for sources that state none, as Sloth never does (default %(default)s)",
+    )
+
     run = commands.add_parser("run", formatter_class=_Help, help="run the operator")
     run.add_argument(
         "--namespace",
@@ -173,6 +208,25 @@ def _duration(text: str) -> int:
         return parse_duration(text)
     except DurationError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _window(text: str) -> str:
+    seconds = _duration(text)
+    if seconds < MIN_WINDOW:
+        raise argparse.ArgumentTypeError(f"must be at least {format_duration(MIN_WINDOW)} (got {text!r})")
+    return format_duration(seconds)
+
+
+def _checked(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """argparse reports only ArgumentTypeError's own message; a ValueError would become 'invalid value'."""
+
+    def check(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return check
 
 
 def _parse_time(text: str) -> datetime:
@@ -457,6 +511,29 @@ def _rules(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError(str(err)) from None
     print(yaml.safe_dump(document, sort_keys=False, width=1_000_000), end="")
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    sources: list[Source] = []
+    unreadable: list[str] = []
+    for path in args.files:
+        try:
+            sources.append(Source(str(path), _documents(path)))
+        except InputError as err:
+            unreadable += err.problems
+    options = ImportOptions(namespace=args.namespace, targets=tuple(dict.fromkeys(args.targets)), window=args.window)
+    result = import_slos(args.tool, sources, options)
+    for warning in result.warnings:
+        print(f"slo-guard: warning: {warning}", file=sys.stderr)
+    if result.resources:
+        print(yaml.safe_dump_all(result.resources, sort_keys=False, explicit_start=True, width=1_000_000), end="")
+        if not args.targets:
+            print(
+                "slo-guard: note: no --target: the imported SLOs act on no workload, they only report", file=sys.stderr
+            )
+    if unreadable or result.errors:
+        raise InputError(*unreadable, *result.errors)
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from slo_guard.cli import build_parser, main
 
-COMMANDS = ["evaluate", "gate", "rules", "run"]
+COMMANDS = ["evaluate", "gate", "rules", "import", "run"]
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def help_of(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -
 def test_help_never_shows_a_missing_default(command: str, help_of: Callable[[str], str]) -> None:
     text = help_of(command)
     assert "default None" not in text
-    assert "(env SLO_GUARD_PROMETHEUS_URL)" in text or command in {"rules", "gate"}
+    assert "(env SLO_GUARD_PROMETHEUS_URL)" in text or command in {"rules", "gate", "import"}
 
 
 @pytest.mark.parametrize(
