@@ -35,7 +35,7 @@ EXIT_OK = 0
 EXIT_GATE_CLOSED = 1
 EXIT_UNKNOWN_OR_BAD_INPUT = 2
 JSON_DIGITS = 6
-_SLO_KEY = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
+SLO_KEY = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")
 """NAMESPACE/NAME: a DNS label, a slash, a DNS subdomain."""
 _CLEAR_LINE = "\r\x1b[K"
 
@@ -396,14 +396,14 @@ def _sli_percent(sli: float | None) -> str:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    bad = [text for text in args.slos if not _SLO_KEY.fullmatch(text)]
+    bad = [text for text in args.slos if not SLO_KEY.fullmatch(text)]
     if bad:
         raise InputError(*(f"{text!r} is not NAMESPACE/NAME (e.g. shop/checkout-availability)" for text in bad))
-    report = _GateReport(strict=args.strict, wait=args.wait, out=sys.stdout, err=sys.stderr)
+    report = GateReport(strict=args.strict, wait=args.wait, out=sys.stdout, err=sys.stderr)
     return report.finish(asyncio.run(_wait_for_gates(list(dict.fromkeys(args.slos)), report)))
 
 
-async def _wait_for_gates(keys: Sequence[str], report: _GateReport) -> Poll:
+async def _wait_for_gates(keys: Sequence[str], report: GateReport) -> Poll:
     # The Kubernetes client loads only for `gate`, keeping `evaluate` quick.
     from slo_guard.adapters.kubernetes_api import KubernetesApi, NoCredentials, load_api_client  # noqa: PLC0415
     from slo_guard.adapters.slo_reader import SLOObjects  # noqa: PLC0415
@@ -424,7 +424,7 @@ async def _wait_for_gates(keys: Sequence[str], report: _GateReport) -> Poll:
         api.close()
 
 
-class _GateReport:
+class GateReport:
     """Every SLO's line once, then a line per change of its gate; on a terminal, a progress line while waiting."""
 
     def __init__(self, *, strict: bool, wait: int | None, out: TextIO, err: TextIO) -> None:

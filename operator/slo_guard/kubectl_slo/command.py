@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from slo_guard import __version__
 from slo_guard.adapters.slo_reader import SLOObjects
-from slo_guard.cli import _SLO_KEY, EXIT_OK, EXIT_UNKNOWN_OR_BAD_INPUT, InputError, _GateReport
+from slo_guard.cli import EXIT_OK, EXIT_UNKNOWN_OR_BAD_INPUT, SLO_KEY, GateReport, InputError
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.domain.model import API_VERSION, KIND
 from slo_guard.domain.policy import OVERRIDE_UNTIL
@@ -216,7 +216,7 @@ async def _override(args: argparse.Namespace) -> int:
 async def _gate(args: argparse.Namespace) -> int:
     with _connected(args) as cluster:
         named = {text: _slo_key(text, args.namespace or cluster.namespace) for text in args.slos}
-        bad = [text for text, key in named.items() if not _SLO_KEY.fullmatch(key)]
+        bad = [text for text, key in named.items() if not SLO_KEY.fullmatch(key)]
         if bad:
             raise CommandError(*(f"{text!r} is not NAME or NAMESPACE/NAME" for text in bad), code=EXIT_USAGE)
         keys = list(dict.fromkeys(named.values()))
@@ -224,7 +224,7 @@ async def _gate(args: argparse.Namespace) -> int:
         # Machine output is one document at the end: the lines `slo-guard gate` prints go nowhere, its warnings
         # still go to stderr.
         out = io.StringIO() if args.output else sys.stdout
-        report = _GateReport(strict=args.strict, wait=args.wait, out=out, err=sys.stderr)
+        report = GateReport(strict=args.strict, wait=args.wait, out=out, err=sys.stderr)
         try:
             poll = await wait_for_gates(reader, keys, passes=report.passes, within=args.wait or 0, report=report.show)
         except SLOsMissing as missing:
