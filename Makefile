@@ -1,9 +1,12 @@
-# `make test` and `make demo` work from a fresh clone: they build the venv and fetch Prometheus themselves.
+# `make test` and `make demo` work from a fresh clone: they build the venv and fetch Prometheus (and, for the
+# tests, VictoriaMetrics) themselves.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROMETHEUS_DIR := .tools/prometheus
 export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
+VICTORIA_METRICS_DIR := .tools/victoria-metrics
+export SLO_GUARD_VICTORIA_METRICS_BIN := $(CURDIR)/$(VICTORIA_METRICS_DIR)/usr/bin
 
 .PHONY: test lint unit demo bench soak clean openssl
 
@@ -15,6 +18,9 @@ $(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
 $(PROMETHEUS_DIR)/usr/bin/prometheus:
 	scripts/install-prometheus.sh $(PROMETHEUS_DIR)
 
+$(VICTORIA_METRICS_DIR)/usr/bin/victoria-metrics:
+	scripts/install-victoria-metrics.sh $(VICTORIA_METRICS_DIR)
+
 lint: $(BIN)/slo-guard
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -25,7 +31,7 @@ lint: $(BIN)/slo-guard
 openssl:
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 
-test: lint openssl $(PROMETHEUS_DIR)/usr/bin/prometheus
+test: lint openssl $(PROMETHEUS_DIR)/usr/bin/prometheus $(VICTORIA_METRICS_DIR)/usr/bin/victoria-metrics
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus

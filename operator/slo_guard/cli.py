@@ -328,6 +328,7 @@ def prometheus_settings(args: argparse.Namespace) -> PrometheusSettings:
             breaker_reset_timeout=args.prometheus_breaker_reset,
             bearer_token_file=_optional_path(args.prometheus_token_file),
             ca_file=_optional_path(args.prometheus_ca_file),
+            headers=args.prometheus_header or (),
         )
     except ValueError as err:
         raise InputError(f"--prometheus: {err}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ class Setting:
     """Overrides the derived env var name."""
     derived_default: str | None = None
     """What a None default stands for, when the operator works it out from other settings."""
+    repeatable: bool = False
+    """The flag may be given several times and the env var holds comma-separated values; the value is a tuple."""
 
     @property
     def flag(self) -> str:
@@ -94,6 +97,28 @@ def _flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110 `token`)."""
+
+
+def _header(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` as a (name, value) pair. No message quotes the value: it is often a credential."""
+    name, equals, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    if not equals:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, got text without '='")
+    if not _HEADER_NAME.fullmatch(name):
+        # Not quoted either: text mistyped as `NAME: VALUE=...` would put the value in the name.
+        raise argparse.ArgumentTypeError(
+            "the text before '=' is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+    if not value:
+        raise argparse.ArgumentTypeError(f"header {name} has an empty value")
+    if any(char in value for char in "\r\n\0"):
+        raise argparse.ArgumentTypeError(f"the value of header {name} holds a line break or NUL")
+    return name, value
+
+
 PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "prometheus",
@@ -124,6 +149,15 @@ PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
     ),
     Setting("prometheus_ca_file", None, "CA bundle for verifying Prometheus's TLS certificate", metavar="PATH"),
+    Setting(
+        "prometheus_header",
+        None,
+        "HTTP header sent with every Prometheus query, e.g. X-Scope-OrgID=tenant for Mimir or Cortex; repeat the"
+        " flag for more (the env var takes NAME=VALUE[,NAME=VALUE]). Values are never logged",
+        _header,
+        "NAME=VALUE",
+        repeatable=True,
+    ),
     Setting(
         "min_step",
         30,
@@ -271,9 +305,25 @@ def add_settings(parser: argparse.ArgumentParser, settings: Sequence[Setting]) -
             dest=setting.name,
             default=default,
             type=setting.parse,
+            action=_Repeated if setting.repeatable else "store",
             metavar=setting.metavar,
             help=help_text,
         )
+
+
+class _Repeated(argparse.Action):
+    """Collects every use of a repeatable flag into a tuple; flags replace the env var's values, as for others."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        current = getattr(namespace, self.dest)
+        earlier = () if current is self.default else current
+        setattr(namespace, self.dest, (*earlier, values))
 
 
 def _env_default(setting: Setting, environ: Mapping[str, str]) -> Any:
@@ -281,6 +331,8 @@ def _env_default(setting: Setting, environ: Mapping[str, str]) -> Any:
     if raw is None:
         return setting.default
     try:
+        if setting.repeatable:
+            return tuple(setting.parse(part) for part in raw.split(",") if part.strip())
         return setting.parse(raw)
     except argparse.ArgumentTypeError as err:
         raise ConfigError(f"{setting.env}: {err}") from None

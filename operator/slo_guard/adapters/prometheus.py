@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -72,6 +72,8 @@ class PrometheusSettings:
     """CA bundle that verifies Prometheus's TLS certificate; the system bundle when unset."""
     insecure_skip_verify: bool = False
     """Skip TLS verification entirely. For test clusters only."""
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """(name, value) of each extra header on every request, e.g. `X-Scope-OrgID`; kept out of repr (credentials)."""
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -80,6 +82,15 @@ class PrometheusSettings:
             raise ValueError(f"timeout must be above 0, got {self.timeout}")
         if self.retries < 0:
             raise ValueError(f"retries must not be negative, got {self.retries}")
+        names = [name.lower() for name, _ in self.headers]
+        for name, _ in self.headers:
+            if names.count(name.lower()) > 1:
+                raise ValueError(f"header {name} is given more than once (--prometheus-header)")
+        if self.bearer_token_file is not None and "authorization" in names:
+            raise ValueError(
+                "an Authorization header (--prometheus-header) would replace the bearer token from"
+                " --prometheus-token-file; give one of them"
+            )
 
     @property
     def base_url(self) -> str:
@@ -239,6 +250,7 @@ class PrometheusClient:
 
 def _session(settings: PrometheusSettings) -> requests.Session:
     session = requests.Session()
+    session.headers.update(dict(settings.headers))
     if settings.bearer_token_file is not None:
         session.auth = BearerTokenFileAuth(settings.bearer_token_file)
     if settings.insecure_skip_verify:
