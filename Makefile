@@ -8,7 +8,7 @@ export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
 VICTORIA_METRICS_DIR := .tools/victoria-metrics
 export SLO_GUARD_VICTORIA_METRICS_BIN := $(CURDIR)/$(VICTORIA_METRICS_DIR)/usr/bin
 
-.PHONY: test lint unit demo bench soak clean openssl
+.PHONY: test lint unit demo bench soak clean openssl chromium
 
 $(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ lint: $(BIN)/slo-guard
 openssl:
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 
-test: lint openssl $(PROMETHEUS_DIR)/usr/bin/prometheus $(VICTORIA_METRICS_DIR)/usr/bin/victoria-metrics
+# The browser tests drive Debian's Chromium, never a downloaded browser build; DejaVu has the state glyphs.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core; }
+
+test: lint openssl chromium $(PROMETHEUS_DIR)/usr/bin/prometheus $(VICTORIA_METRICS_DIR)/usr/bin/victoria-metrics
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus

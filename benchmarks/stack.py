@@ -630,8 +630,9 @@ class PrometheusProcess(PrometheusServer):
 class OperatorRunner:
     """`python -m slo_guard run` against `kubeconfig` and `prometheus_url`, logging JSON to `workdir/operator.log`.
 
-    The runner passes `--prometheus`, `--standalone`, `--log-format json`, `--health-port` and `--gate-port`; `args`
-    come after them, so they add flags or override those. start() again after kill() restarts it on the same ports.
+    The runner passes `--prometheus`, `--standalone`, `--log-format json`, `--health-port`, `--gate-port` and
+    `--ui-port`; `args` come after them, so they add flags or override those. start() again after kill() restarts it
+    on the same ports.
     """
 
     def __init__(
@@ -646,6 +647,7 @@ class OperatorRunner:
         self.log_path = workdir / "operator.log"
         self.health_port = free_port()
         self.gate_port = free_port()
+        self.ui_port = free_port()
         self._command = [
             sys.executable, "-m", "slo_guard", "run",
             "--prometheus", prometheus_url,
@@ -653,6 +655,7 @@ class OperatorRunner:
             "--log-format", "json",
             "--health-port", str(self.health_port),
             "--gate-port", str(self.gate_port),
+            "--ui-port", str(self.ui_port),
             *args,
         ]  # fmt: skip
         # MALLOC_ARENA_MAX as the image sets it (Dockerfile), so memory figures are the shipped ones.

@@ -6,7 +6,9 @@ here, so they stay Unknown/NoData and never act. A demo SLO with a 1-minute wind
 the Deployment is paused, errors stop, the budget recovers and the Deployment is resumed.
 
 Logs, Prometheus data and the rules file go to a temporary directory, removed at the end unless DEMO_KEEP_DIR=1
-(or the demo failed: its logs say why). Headings are bold on a terminal only, and never with NO_COLOR set.
+(or the demo failed: its logs say why). The web UI's URL is printed at the start; with DEMO_KEEP=1 everything keeps
+running after the loop, so the UI can be explored, until Ctrl-C. Headings are bold on a terminal only, and never
+with NO_COLOR set.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ DEMO_INTERVAL = 2
 """The demo SLO's evaluationInterval in seconds: the shortest, so the operator's read cycle."""
 STEP_TIMEOUT = 150.0
 KEEP_DIR_ENV = "DEMO_KEEP_DIR"
+KEEP_SERVING_ENV = "DEMO_KEEP"
 SLO_API = ("sloguard.io/v1alpha1", "ServiceLevelObjective")
 BOLD, RESET = "\033[1m", "\033[0m"
 
@@ -299,7 +302,7 @@ def start_emulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def start_operator(
-    workdir: Path, *, prometheus: str, api_url: str, health_port: int, gate_port: int
+    workdir: Path, *, prometheus: str, api_url: str, health_port: int, gate_port: int, ui_port: int
 ) -> subprocess.Popen[bytes]:
     kubeconfig = write_kubeconfig(workdir / "kubeconfig", api_url)
     with (workdir / "operator.log").open("wb") as log:
@@ -312,6 +315,7 @@ def start_operator(
                 "--standalone",
                 "--health-port", str(health_port),
                 "--gate-port", str(gate_port),
+                "--ui-port", str(ui_port),
                 # slo-guard writes its recording rules here and asks Prometheus to reload them.
                 "--rules-file", str(workdir / "slo-guard-rules.yaml"),
             ],
@@ -339,13 +343,19 @@ def run(workdir: Path, *, color: bool, keep: bool, stack: contextlib.ExitStack) 
     )
     emulator, api_url = start_emulator(workdir)
     stack.callback(terminate, emulator)
-    health_port, gate_port = free_port(), free_port()
+    health_port, gate_port, ui_port = free_port(), free_port(), free_port()
+    ui_url = f"http://127.0.0.1:{ui_port}/"
     metrics_url = f"http://127.0.0.1:{health_port}/metrics"
     gate_url = f"http://127.0.0.1:{gate_port}/gate/v1/namespaces/{NAMESPACE}/servicelevelobjectives/{DEMO_SLO}"
     stack.callback(
         terminate,
         start_operator(
-            workdir, prometheus=prometheus.url, api_url=api_url, health_port=health_port, gate_port=gate_port
+            workdir,
+            prometheus=prometheus.url,
+            api_url=api_url,
+            health_port=health_port,
+            gate_port=gate_port,
+            ui_port=ui_port,
         ),
     )
     kube = KubeClient(api_url)
@@ -353,6 +363,7 @@ def run(workdir: Path, *, color: bool, keep: bool, stack: contextlib.ExitStack) 
     removal = f"kept: {KEEP_DIR_ENV} is set" if keep else f"removed at the end; {KEEP_DIR_ENV}=1 keeps it"
     narrator.say(f"Emulated API server {api_url}, Prometheus {prometheus.url}, slo-guard run (metrics: {metrics_url})")
     print(f"Logs, Prometheus data and the rules file: {workdir} ({removal})")
+    print(f"Web UI: {ui_url} (open it now and watch; {KEEP_SERVING_ENV}=1 keeps it up after the demo)")
     kube.ensure_namespace(NAMESPACE)
     for name in (TARGET, "search-api", "search-indexer"):
         kube.create_object(deployment_manifest(name, namespace=NAMESPACE, replicas=3))
@@ -386,6 +397,11 @@ def run(workdir: Path, *, color: bool, keep: bool, stack: contextlib.ExitStack) 
         f" /metrics ({after.rule_groups:.0f} recording rule groups managed):"
     )
     print("\n".join(query_lines(after.since(before))))
+    if keep_serving(os.environ):
+        narrator.say(f"{KEEP_SERVING_ENV} is set: the web UI stays up at {ui_url} until Ctrl-C.")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
 
 
 def main() -> int:
@@ -415,6 +431,10 @@ def read_gate(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         answer = json.load(response)
     return f"    open={str(answer['open']).lower()} reason={answer['reason']}: {answer['message']}"
+
+
+def keep_serving(environ: Mapping[str, str]) -> bool:
+    return environ.get(KEEP_SERVING_ENV, "") not in {"", "0"}
 
 
 def _demo_state(kube: KubeClient) -> str | None:

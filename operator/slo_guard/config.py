@@ -196,6 +196,27 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
     ),
     Setting(
+        "ui_port",
+        8082,
+        "Port serving the read-only web UI (docs/ui.md) over plain HTTP; 0 turns it off",
+        _non_negative_int,
+        "PORT",
+    ),
+    Setting(
+        "ui_token_file",
+        None,
+        "File holding a token every web UI request must carry (Authorization: Bearer, or the cookie a ?token= link "
+        "sets); re-read on every request",
+        metavar="PATH",
+    ),
+    Setting(
+        "ui_auth_header",
+        None,
+        "Header an authenticating proxy sets on every web UI request (e.g. X-Auth-Request-User); requests without "
+        "it are 401",
+        metavar="HEADER",
+    ),
+    Setting(
         "webhook_port",
         9443,
         "Port serving the validating admission webhook (POST /validate, TLS) for policy action Deny",

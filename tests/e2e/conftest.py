@@ -76,6 +76,7 @@ class OperatorProcess:
         self.log_path = workdir / "operator.log"
         self.health_port = free_port()
         self.gate_port = free_port()
+        self.ui_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,10 +87,15 @@ class OperatorProcess:
     def gate_url(self) -> str:
         return f"http://127.0.0.1:{self.gate_port}/gate/v1"
 
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
     def start(self) -> None:
         command = [
             *(sys.executable, "-m", "slo_guard", "run", *self.args),
             *("--health-port", str(self.health_port), "--gate-port", str(self.gate_port)),
+            *("--ui-port", str(self.ui_port)),
         ]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)

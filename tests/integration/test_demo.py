@@ -156,3 +156,8 @@ def test_a_whole_run_without_a_terminal_prints_no_escape_codes_and_cleans_up(tmp
     # A pass may see a page tier fire before the budget is gone: Healthy -> Burning -> Exhausted is the same story.
     assert re.search(r"(Healthy|Burning) -> Exhausted", result.stdout)
     assert re.search(r"batch reads", result.stdout)
+
+
+@pytest.mark.parametrize(("value", "keep"), [(None, False), ("", False), ("0", False), ("1", True)])
+def test_the_stack_keeps_serving_the_ui_only_when_asked(value: str | None, keep: bool) -> None:
+    assert demo.keep_serving({} if value is None else {demo.KEEP_SERVING_ENV: value}) is keep

@@ -80,6 +80,7 @@ def _parsed_env(name: str, value: str) -> Any:
 PEERING_NAME: str = _setting("peering_name")
 HEALTH_PORT: int = _setting("health_port")
 GATE_PORT: int = _setting("gate_port")
+UI_PORT: int = _setting("ui_port")
 WEBHOOK_PORT: int = _setting("webhook_port")
 
 
@@ -462,15 +463,29 @@ def test_network_policies_select_the_operator_and_limit_both_directions() -> Non
     assert {kind for policy in policies for kind in policy["spec"]["policyTypes"]} == {"Egress", "Ingress"}
 
 
-def test_network_policy_lets_in_only_the_metrics_probe_and_gate_ports() -> None:
-    assert _allowed("base", "ingress") == {("anywhere", "TCP", HEALTH_PORT), ("anywhere", "TCP", GATE_PORT)}
+def test_network_policy_lets_in_only_the_metrics_probe_gate_and_ui_ports() -> None:
+    assert _allowed("base", "ingress") == {
+        ("anywhere", "TCP", HEALTH_PORT),
+        ("anywhere", "TCP", GATE_PORT),
+        ("anywhere", "TCP", UI_PORT),
+    }
 
 
-def test_gate_port_is_served_named_and_reached_by_the_service() -> None:
+@pytest.mark.parametrize(("name", "port"), [("http-gate", GATE_PORT), ("http-ui", UI_PORT)])
+def test_gate_and_ui_ports_are_served_named_and_reached_by_the_service(name: str, port: int) -> None:
     ports = {item["name"]: item["containerPort"] for item in container("base")["ports"]}
-    assert ports["http-gate"] == GATE_PORT
-    gate = next(item for item in one("base", "Service")["spec"]["ports"] if item["name"] == "http-gate")
-    assert (gate["port"], gate["targetPort"]) == (GATE_PORT, "http-gate")
+    assert ports[name] == port
+    served = next(item for item in one("base", "Service")["spec"]["ports"] if item["name"] == name)
+    assert (served["port"], served["targetPort"]) == (port, name)
+
+
+def test_the_ui_ingress_example_is_a_valid_ingress_to_the_ui_port() -> None:
+    text = (MANIFESTS / "operator" / "ui-ingress.yaml").read_text(encoding="utf-8")
+    commented = [line.removeprefix("# ") for line in text.splitlines() if line.startswith("# ")]
+    ingress = yaml.safe_load("\n".join(commented[commented.index("apiVersion: networking.k8s.io/v1") :]))
+    kubernetes_validate.validate(ingress, KUBERNETES_VERSION, strict=True)
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": one("base", "Service")["metadata"]["name"], "port": {"name": "http-ui"}}
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -8,7 +8,7 @@ which is a `QueryRejected` when Prometheus refused to run the query it was sent.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -126,7 +126,9 @@ class BearerTokenFileAuth(requests.auth.AuthBase):
 class PrometheusClient:
     """Instant queries at explicit times; one instance per process so its bounds are global."""
 
-    def __init__(self, settings: PrometheusSettings, *, metrics: OperatorMetrics | None = None) -> None:
+    def __init__(
+        self, settings: PrometheusSettings, *, metrics: OperatorMetrics | None = None, breaker_name: str = BREAKER_NAME
+    ) -> None:
         self.settings = settings
         self._metrics = metrics if metrics is not None else OperatorMetrics()
         self._session = _session(settings)
@@ -139,7 +141,7 @@ class PrometheusClient:
         self._remote = Remote(
             bulkhead=Bulkhead(settings.max_concurrency, thread_name_prefix="slo-guard-prometheus"),
             breaker=CircuitBreaker(
-                BREAKER_NAME,
+                breaker_name,
                 failure_threshold=settings.breaker_failure_threshold,
                 reset_timeout=settings.breaker_reset_timeout,
                 is_failure=lambda error: isinstance(error, PrometheusUnavailable),
@@ -150,7 +152,7 @@ class PrometheusClient:
             ),
             retryable=self._worth_retrying,
         )
-        self._metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
+        self._metrics.set_breaker_state(breaker_name, BreakerState.CLOSED)
         self._last_failure = f"Prometheus at {settings.base_url} failed"
         """The message of the latest failed request: what an open breaker reports as the cause."""
 
@@ -168,6 +170,22 @@ class PrometheusClient:
         except CircuitOpenError as error:
             raise PrometheusUnavailable(UnavailableReason.CIRCUIT_OPEN, self._open_message()) from error
         return _samples(result)
+
+    async def query_range(self, expr: str, *, start: datetime, end: datetime, step: float) -> list[tuple[float, float]]:
+        """The one series of an aggregated range query as (unix seconds, value); empty when it is absent.
+
+        The same timeout, retries and breaker as instant queries. Raises PrometheusUnavailable or QueryError.
+        """
+        params = {"timeout": str(self.settings.timeout)}
+        try:
+            result = await self._remote.call(
+                partial(self._send_range, expr, start, end, f"{step:g}", params), on_attempt=self._count
+            )
+        except CircuitOpenError as error:
+            raise PrometheusUnavailable(UnavailableReason.CIRCUIT_OPEN, self._open_message()) from error
+        if len(result) > 1:
+            raise QueryError(f"the range query returned {len(result)} series; only aggregated ones are supported")
+        return [(float(moment), float(value)) for moment, value in result[0]["values"]] if result else []
 
     async def ready(self) -> bool:
         """Whether Prometheus answers `/-/ready` with 200. Bypasses the breaker and the retry."""
@@ -215,9 +233,23 @@ class PrometheusClient:
 
     def _send(self, expr: str, params: Mapping[str, str]) -> Any:
         """Blocking; runs on the bulkhead's threads."""
+        return self._answer(
+            lambda: self._connect.custom_query(expr, params=dict(params), timeout=self.settings.timeout)
+        )
+
+    def _send_range(self, expr: str, start: datetime, end: datetime, step: str, params: Mapping[str, str]) -> Any:
+        """Blocking; runs on the bulkhead's threads."""
+        return self._answer(
+            lambda: self._connect.custom_query_range(
+                expr, start_time=start, end_time=end, step=step, params=dict(params), timeout=self.settings.timeout
+            )
+        )
+
+    def _answer(self, request: Callable[[], Any]) -> Any:
+        """The decoded answer of one request, with failures translated and its duration observed."""
         started = time.perf_counter()
         try:
-            return self._connect.custom_query(expr, params=dict(params), timeout=self.settings.timeout)
+            return request()
         except (requests.JSONDecodeError, KeyError, TypeError) as error:
             raise PrometheusUnavailable(
                 UnavailableReason.SERVER_ERROR,

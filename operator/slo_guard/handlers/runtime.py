@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.gate_server import AdmissionServer, GateServer
 from slo_guard.handlers.probes import ProbeServer
+from slo_guard.handlers.ui_server import UIServer
 from slo_guard.resources import (
     MAX_EVALUATION_INTERVAL,
     MIN_EVALUATION_INTERVAL,
@@ -50,6 +51,9 @@ PEERING_CHECK_EVERY = 5.0
 PEERING_WARN_EVERY = 60.0
 """Seconds between two warnings that it is still missing."""
 PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
+UI_QUERY_CONCURRENCY = 2
+"""Range queries the web UI may have in flight at once, whatever evaluation's own bound is."""
+UI_BREAKER = "prometheus-ui"
 
 
 class StopFlag(Protocol):
@@ -91,6 +95,10 @@ class RuntimeConfig:
     gate_token_file: Path | None = None
     webhook: WebhookSettings | None = None
     """None: no admission webhook."""
+    ui_port: int = 0
+    """0: no web UI."""
+    ui_token_file: Path | None = None
+    ui_auth_header: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, prometheus: PrometheusSettings) -> RuntimeConfig:
@@ -120,6 +128,9 @@ class RuntimeConfig:
                 parse_labels(args.rules_prometheusrule_labels) if args.rules_prometheusrule else None
             ),
             rules_settle=args.rules_settle,
+            ui_port=args.ui_port,
+            ui_token_file=Path(args.ui_token_file) if args.ui_token_file else None,
+            ui_auth_header=args.ui_auth_header or None,
             gate_port=args.gate_port,
             gate_token_file=Path(args.gate_token_file) if args.gate_token_file else None,
             webhook=(
@@ -180,9 +191,38 @@ class Runtime:
             ),
         )
         self.gates = GateBoard()
+        self.slo_bodies: dict[str, Mapping[str, Any]] = {}
+        """kopf's body of every SLO this process evaluates, by `namespace/name`; kopf updates it in place."""
         self._gate_server = (
             GateServer(self.gates, port=config.gate_port, metrics=self.metrics, token_file=config.gate_token_file)
             if config.gate_port
+            else None
+        )
+        # The UI's range queries have a client (and breaker) of their own: a slow chart must never open the
+        # breaker evaluation depends on.
+        self._ui_prometheus = (
+            PrometheusClient(
+                replace(config.prometheus, max_concurrency=UI_QUERY_CONCURRENCY),
+                metrics=self.metrics,
+                breaker_name=UI_BREAKER,
+            )
+            if config.ui_port
+            else None
+        )
+        self._ui_server = (
+            UIServer(
+                self.gates,
+                self.slo_bodies,
+                self._ui_prometheus,
+                port=config.ui_port,
+                token_file=config.ui_token_file,
+                auth_header=config.ui_auth_header,
+                refresh_seconds=DEFAULT_INTERVAL,
+                rules_enabled=self._rule_sink is not None,
+                min_step=config.min_step,
+                tenant_label=config.evaluation.tenant_label,
+            )
+            if config.ui_port
             else None
         )
         self._admission_server = (
@@ -217,7 +257,7 @@ class Runtime:
     async def start(self, *, stop_operator: Callable[[], None]) -> None:
         self._stop_operator = stop_operator
         await self.probes.start()
-        for server in (self._gate_server, self._admission_server):
+        for server in (self._gate_server, self._admission_server, self._ui_server):
             if server is not None:
                 await server.start()
         if not self.config.standalone:
@@ -242,9 +282,11 @@ class Runtime:
                 await asyncio.gather(task, return_exceptions=True)
         if isinstance(self._rule_sink, FileRuleSink):
             self._rule_sink.close()
-        for server in (self._gate_server, self._admission_server):
+        for server in (self._gate_server, self._admission_server, self._ui_server):
             if server is not None:
                 await server.stop()
+        if self._ui_prometheus is not None:
+            await self._ui_prometheus.close()
         await self.probes.stop()
         await self._prometheus.close()
         self._kubernetes.close()
@@ -319,6 +361,7 @@ class Runtime:
         self.heartbeats.beat(key, interval=interval, now=time.monotonic())
         # Until its first pass here, the SLO's gate is what the last pass, in any process, wrote to its status.
         self.gates.put(entry_from_resource(ref, body))
+        self.slo_bodies[key] = body
         try:
             await stopped.wait(max(0.0, anchor - time.monotonic()))
             previous_start: float | None = None
@@ -338,6 +381,7 @@ class Runtime:
             self.rules.forget(key)
             self.heartbeats.forget(key)
             self.gates.forget(key)
+            self.slo_bodies.pop(key, None)
             self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
 
     async def _pass(self, ref: ObjectRef, body: Mapping[str, Any]) -> None:

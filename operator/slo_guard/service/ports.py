@@ -107,6 +107,18 @@ class MetricsSource(Protocol):
         ...
 
 
+class RangeSource(Protocol):
+    async def query_range(
+        self, expr: str, *, start: datetime, end: datetime, step: float
+    ) -> Sequence[tuple[float, float]]:
+        """The one series of an aggregated range query as (unix seconds, value); empty when it is absent.
+
+        Raises PrometheusUnavailable when Prometheus cannot answer (circuit open included) and QueryError when it
+        refuses the request, as `MetricsSource.query` does.
+        """
+        ...
+
+
 class WorkloadController(Protocol):
     async def read(self, *, namespace: str, target: Target, check_autoscaler: bool) -> WorkloadSnapshot:
         """The target now; `check_autoscaler` also looks for a HorizontalPodAutoscaler that scales it."""
