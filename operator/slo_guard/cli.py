@@ -19,9 +19,9 @@ import yaml
 
 from slo_guard import __version__
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
-from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings
+from slo_guard.config import OPERATOR_SETTINGS, PROMETHEUS_SETTINGS, ConfigError, add_settings, duration_argument
 from slo_guard.domain.display import NOT_AVAILABLE, budget_percent
-from slo_guard.domain.durations import DurationError, format_duration, parse_duration
+from slo_guard.domain.durations import format_duration
 from slo_guard.domain.evaluation_types import Evaluation, State, UnknownReason
 from slo_guard.domain.model import KIND, Objective
 from slo_guard.domain.rules import DEFAULT_RUNBOOK_BASE, prometheus_rule, rule_file
@@ -124,18 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Unknown SLO is open, with a warning.",
     )
     gate.add_argument("slos", nargs="+", metavar="NAMESPACE/NAME", help="ServiceLevelObjectives to gate on")
-    gate.add_argument(
-        "--wait",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="poll until every gate is open, for at most DURATION (e.g. 10m); default: answer at once",
-    )
-    gate.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 2 on an Unknown SLO (no data, not evaluated yet, invalid spec) instead of letting it through",
-    )
+    add_gate_options(gate)
 
     rules = commands.add_parser(
         "rules", formatter_class=_Help, help="print Prometheus recording and alerting rules for SLO files"
@@ -203,15 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _duration(text: str) -> int:
-    try:
-        return parse_duration(text)
-    except DurationError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+def add_gate_options(gate: argparse.ArgumentParser) -> None:
+    """`--wait` and `--strict`, the same for `slo-guard gate` and `kubectl slo gate`."""
+    gate.add_argument(
+        "--wait",
+        type=duration_argument,
+        default=None,
+        metavar="DURATION",
+        help="poll until every gate is open, for at most DURATION (e.g. 10m); default: answer at once",
+    )
+    gate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on an Unknown SLO (no data, not evaluated yet, invalid spec) instead of letting it through",
+    )
 
 
 def _window(text: str) -> str:
-    seconds = _duration(text)
+    seconds = duration_argument(text)
     if seconds < MIN_WINDOW:
         raise argparse.ArgumentTypeError(f"must be at least {format_duration(MIN_WINDOW)} (got {text!r})")
     return format_duration(seconds)

@@ -44,14 +44,15 @@ class Setting:
             return self.derived_default
         if self.parse is _flag:
             return "true" if self.default else "false"
-        if self.parse is _seconds:
+        if self.parse is duration_argument:
             return format_duration(self.default)
         if isinstance(self.default, float):
             return f"{self.default:g}"
         return str(self.default)
 
 
-def _seconds(text: str) -> int:
+def duration_argument(text: str) -> int:
+    """A duration flag's value in seconds (`90s`, `10m`, `2h`); argparse reports the error's own message."""
     try:
         return parse_duration(text)
     except DurationError as err:
@@ -162,14 +163,14 @@ PROMETHEUS_SETTINGS: tuple[Setting, ...] = (
         "min_step",
         30,
         "Smallest window step (about the scrape interval); scaled burn-rate windows never go below twice it",
-        _seconds,
+        duration_argument,
         "DURATION",
     ),
     Setting(
         "max_staleness",
         180,
         "Newest sample older than this makes the SLO Unknown/StaleData",
-        _seconds,
+        duration_argument,
         "DURATION",
     ),
     Setting(
@@ -236,14 +237,14 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         "status_heartbeat",
         300,
         "Refresh status.evaluatedAt at least this often even when nothing else changed",
-        _seconds,
+        duration_argument,
         "DURATION",
     ),
     Setting(
         "reassert_backoff_max",
         600,
         "Longest wait between re-assertions of an action someone keeps reverting (it doubles from the interval)",
-        _seconds,
+        duration_argument,
         "DURATION",
     ),
     Setting("kube_max_concurrency", 8, "Global bound on concurrent Kubernetes API calls", _positive_int, "N"),
@@ -254,7 +255,7 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         "kube_startup_wait",
         60,
         "How long `run` waits at start for the Kubernetes API to answer before it exits non-zero",
-        _seconds,
+        duration_argument,
         "DURATION",
     ),
     Setting("standalone", False, "Run without kopf peering (only one replica may run)", _flag),

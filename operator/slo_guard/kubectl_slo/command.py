@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 
 from slo_guard import __version__
 from slo_guard.adapters.slo_reader import SLOObjects
-from slo_guard.cli import EXIT_OK, EXIT_UNKNOWN_OR_BAD_INPUT, SLO_KEY, GateReport, InputError
-from slo_guard.domain.durations import DurationError, parse_duration
+from slo_guard.cli import EXIT_OK, EXIT_UNKNOWN_OR_BAD_INPUT, SLO_KEY, GateReport, InputError, add_gate_options
+from slo_guard.config import duration_argument
 from slo_guard.domain.model import API_VERSION, KIND
 from slo_guard.domain.policy import OVERRIDE_UNTIL
 from slo_guard.kubectl_slo import override as overrides
@@ -97,13 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     override.add_argument("target", metavar="KIND/NAME", help="e.g. deployment/checkout, sts/db, ro/web")
     override.add_argument(
-        "--for", dest="duration", required=True, type=_duration, metavar="DURATION", help="how long, e.g. 2h or 90m"
+        "--for",
+        dest="duration",
+        required=True,
+        type=duration_argument,
+        metavar="DURATION",
+        help="how long, e.g. 2h or 90m",
     )
     override.add_argument("--reason", required=True, help="why (an incident, a security fix); shown in Events")
     override.add_argument(
         "--max",
         dest="ceiling",
-        type=_duration,
+        type=duration_argument,
         default=DEFAULT_CEILING,
         metavar="DURATION",
         help=f"refuse a --for longer than this (default {DEFAULT_CEILING})",
@@ -121,18 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "slos", nargs="+", metavar="NAME", help="SLO names in the namespace, or NAMESPACE/NAME for another one"
     )
-    gate.add_argument(
-        "--wait",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="poll until every gate is open, for at most DURATION (e.g. 10m); default: answer at once",
-    )
-    gate.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 2 on an Unknown SLO (no data, not evaluated yet, invalid spec) instead of letting it through",
-    )
+    add_gate_options(gate)
     _output_flag(gate)
     gate.set_defaults(command=_gate)
     return parser
@@ -149,13 +143,6 @@ def _connection_flags(parser: argparse.ArgumentParser, *, after_command: bool) -
 
 def _output_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=OUTPUTS, default=None, help="machine output instead of text")
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration(text)
-    except DurationError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 @contextmanager
