@@ -34,18 +34,27 @@ class PrometheusNotInstalled(RuntimeError):
 
 def prometheus_bin(name: str) -> Path:
     """`prometheus` or `promtool`: from $SLO_GUARD_PROMETHEUS_BIN, then .tools/prometheus, then PATH."""
-    env_dir = os.environ.get(BIN_DIR_ENV)
+    return find_binary(
+        name,
+        env=BIN_DIR_ENV,
+        bundled=BUNDLED_BIN_DIR,
+        installer="scripts/install-prometheus.sh",
+        missing=PrometheusNotInstalled,
+    )
+
+
+def find_binary(name: str, *, env: str, bundled: Path, installer: str, missing: type[RuntimeError]) -> Path:
+    """A tool's binary from the directory in `env`, then `bundled` (where `make test` puts it), then PATH."""
+    env_dir = os.environ.get(env)
     candidates = [Path(env_dir) / name] if env_dir else []
-    candidates.append(BUNDLED_BIN_DIR / name)
+    candidates.append(bundled / name)
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
     found = shutil.which(name)
     if found is None:
         searched = ", ".join(str(c.parent) for c in candidates)
-        raise PrometheusNotInstalled(
-            f"{name} not found in {searched} or on PATH; run `make test` (or scripts/install-prometheus.sh)"
-        )
+        raise missing(f"{name} not found in {searched} or on PATH; run `make test` (or {installer})")
     return Path(found)
 
 

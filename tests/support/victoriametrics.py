@@ -8,8 +8,6 @@ series back to it, which is how a VictoriaMetrics installation runs slo-guard's 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -23,7 +21,7 @@ from typing import Any, Self
 
 import pytest
 from tests.support.datasets import openmetrics_text
-from tests.support.prometheus import PrometheusQueryFailed, free_port, terminate
+from tests.support.prometheus import PrometheusQueryFailed, find_binary, free_port, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_BIN_DIR = REPO_ROOT / ".tools" / "victoria-metrics" / "usr" / "bin"
@@ -38,19 +36,13 @@ class VictoriaMetricsNotInstalled(RuntimeError):
 
 def victoria_metrics_bin(name: str) -> Path:
     """`victoria-metrics` or `vmalert`: from $SLO_GUARD_VICTORIA_METRICS_BIN, .tools/victoria-metrics, then PATH."""
-    env_dir = os.environ.get(BIN_DIR_ENV)
-    candidates = [Path(env_dir) / name] if env_dir else []
-    candidates.append(BUNDLED_BIN_DIR / name)
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(name)
-    if found is None:
-        searched = ", ".join(str(c.parent) for c in candidates)
-        raise VictoriaMetricsNotInstalled(
-            f"{name} not found in {searched} or on PATH; run `make test` (or scripts/install-victoria-metrics.sh)"
-        )
-    return Path(found)
+    return find_binary(
+        name,
+        env=BIN_DIR_ENV,
+        bundled=BUNDLED_BIN_DIR,
+        installer="scripts/install-victoria-metrics.sh",
+        missing=VictoriaMetricsNotInstalled,
+    )
 
 
 def prometheus_text(openmetrics: str) -> str:
