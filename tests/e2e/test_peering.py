@@ -65,6 +65,8 @@ def test_only_the_higher_priority_replica_acts_and_the_standby_takes_over_when_i
         )
         TAKEOVERS.append(f"active replica SIGKILLed -> standby pauses a new target: {time.monotonic() - killed:.1f} s")
         TAKEOVERS.append(f"killed peer's record expires -> standby pauses: {time.time() - expires:.1f} s")
+        # The pass logs its action after the patch and its Events: the log may trail what the API server shows.
+        wait_for(lambda: _targets_acted_on(standby), timeout=10, what="the standby to log its pause")
         assert _targets_acted_on(standby) == ["Deployment/orders"]
         for name in ("checkout", "orders"):
             patches = cluster.emulator.requests(verb="patch", resource="deployments", namespace=NAMESPACE, name=name)
