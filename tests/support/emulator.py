@@ -34,6 +34,7 @@ import yaml
 import yarl
 from kmock._internal.rendering import ReactionMismatchError  # raised by depleted reactions; kmock omits it from __all__
 from tests.support.emulator_admission import AdmissionPending, WebhookAdmission, webhook_configuration_strategy
+from tests.support.emulator_leases import decode_lease, lease_strategy
 from tests.support.emulator_log import (
     ANY,
     WRITE_VERBS,
@@ -49,6 +50,7 @@ from tests.support.emulator_log import (
 from tests.support.emulator_resources import (
     CRD_RESOURCE,
     KOPF_PEERING_CRDS,
+    LEASE_RESOURCE,
     WEBHOOK_CONFIGURATION_RESOURCE,
     Body,
     ResourceRegistry,
@@ -280,6 +282,8 @@ class KubeEmulator(kmock.KubernetesScaffold):
         # kmock's scaffold would register its stateless fallbacks here; this class serves those paths itself.
         self.store = ObjectStore(registry=self.registry, clock=self.clock, watch_window=self.watch_window)
         self.store.strategies[WEBHOOK_CONFIGURATION_RESOURCE.storage_key] = webhook_configuration_strategy
+        self.store.strategies[LEASE_RESOURCE.storage_key] = lease_strategy
+        self.store.decoders[LEASE_RESOURCE.storage_key] = decode_lease
         self.admission = WebhookAdmission(store=self.store, registry=self.registry, services=self.webhook_services)
         self._log = RequestLog(limit=self.request_log_limit)
         namespaces = self.registry.resolve("namespaces")
@@ -514,7 +518,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
             return 201, self.store.create(resource_type, call.namespace, request.data)
         if call.name is None:
             raise ApiError(405, f"{call.method} is not supported on {resource_type.qualified_name} collections")
-        return 200, self._object_call(request, call, resource_type, call.name)
+        store, namespace, subresource = self.store, call.namespace, call.subresource
+        created = call.verb == "update" and store.creates_on_update(resource_type, namespace, call.name, subresource)
+        return (201 if created else 200), self._object_call(request, call, resource_type, call.name)
 
     def _object_call(self, request: kmock.Request, call: ApiCall, resource_type: ResourceType, name: str) -> Body:
         store, namespace, subresource = self.store, call.namespace, call.subresource

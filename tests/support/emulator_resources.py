@@ -80,6 +80,11 @@ class ResourceType:
     """Field selector labels supported in addition to metadata.name and metadata.namespace."""
     custom: bool = False
     """Defined by a CRD: strategic merge patch is refused and PUT requires metadata.resourceVersion."""
+    unconditional_update: bool = True
+    """Whether a PUT without metadata.resourceVersion overwrites; False (the Lease strategy's answer) makes it 422.
+    Custom resources always need one."""
+    create_on_update: bool = False
+    """Whether a PUT to a missing object creates it (201), as the Lease strategy allows."""
     schema: StructuralSchema | None = dataclasses.field(default=None, compare=False, hash=False)
     """The CRD version's openAPIV3Schema: prunes, defaults and validates every write."""
 
@@ -206,6 +211,8 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         kind="Lease",
         namespaced=True,
         tracks_generation=False,
+        unconditional_update=False,
+        create_on_update=True,
     ),
     ResourceType(
         group="admissionregistration.k8s.io",
@@ -230,6 +237,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
 CRD_RESOURCE = BUILTIN_RESOURCES[-1]
 NAMESPACE_RESOURCE = BUILTIN_RESOURCES[0]
 WEBHOOK_CONFIGURATION_RESOURCE = BUILTIN_RESOURCES[-2]
+LEASE_RESOURCE = BUILTIN_RESOURCES[-3]
 
 
 def _peering_crd(*, plural: str, kind: str, scope: str) -> Body:

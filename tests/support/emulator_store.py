@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import datetime
 import functools
+import json
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -120,15 +121,22 @@ def conflict(resource_type: ResourceType, name: str) -> ApiError:
     return ApiError(409, message, details=_details(resource_type, name))
 
 
-def invalid(resource_type: ResourceType, name: str, *causes: tuple[str, str]) -> ApiError:
+def invalid(
+    resource_type: ResourceType, name: str, *causes: tuple[str, str], group_kind: str | None = None
+) -> ApiError:
     """422 for an object the server refuses to store; causes are (field, message) pairs."""
-    group_kind = f"{resource_type.kind}.{resource_type.group}" if resource_type.group else resource_type.kind
+    if group_kind is None:
+        group_kind = f"{resource_type.kind}.{resource_type.group}" if resource_type.group else resource_type.kind
     text = ", ".join(f"{field}: {message}" for field, message in causes)
     details = {
         **_details(resource_type, name),
         "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field} for field, message in causes],
     }
     return ApiError(422, f'{group_kind} "{name}" is invalid: {text}', details=details)
+
+
+class DecodeError(Exception):
+    """A body that does not decode into the resource's Go type; the text is the Go decoder's."""
 
 
 def expired(message: str) -> ApiError:
@@ -253,6 +261,9 @@ AdmissionGate = Callable[[AdmissionAttributes], Body | None]
 (one it already admitted, so the stored uid and creationTimestamp are the ones the webhooks saw)."""
 Strategy = Callable[[ResourceType, Body], Body]
 """A built-in resource's own defaulting and validation (raises ApiError), applied to every write."""
+Decoder = Callable[[Body], tuple[Body, list[str]]]
+"""A built-in resource's typed decoding of a body: the object as decoded and the unknown fields it dropped; raises
+DecodeError. Applied to POST and PUT bodies and to patched objects, before anything else looks at them."""
 
 
 class WatchEvent:
@@ -336,6 +347,8 @@ class ObjectStore:
         """Admission for the request being served; None for the in-process API and internal writes."""
         self.strategies: dict[StorageKey, Strategy] = {}
         """Built-in defaulting and validation per resource (e.g. webhook configurations)."""
+        self.decoders: dict[StorageKey, Decoder] = {}
+        """Built-in typed decoding per resource (Leases); resources without one keep their bodies as sent."""
 
     @property
     def resource_version(self) -> str:
@@ -382,6 +395,7 @@ class ObjectStore:
     def create(self, resource_type: ResourceType, namespace: str | None, body: Any) -> Body:
         """POST: stamp uid, creationTimestamp, generation and resourceVersion; ADDED event."""
         _check_body(resource_type, body)
+        body = self._decode(resource_type, body, patched=False)
         metadata = body.get("metadata") or {}
         if metadata.get("resourceVersion"):
             raise ApiError(500, "resourceVersion should not be set on objects to be created")
@@ -450,6 +464,26 @@ class ObjectStore:
             obj.setdefault("spec", {}).setdefault(key, copy.deepcopy(value))
         return self._conform(resource_type, obj)
 
+    def _decode(self, resource_type: ResourceType, body: Body, *, patched: bool) -> Body:
+        """Typed decoding: 400 for a body, and 422 naming `patch` for a patched object, as the real handlers do."""
+        decoder = self.decoders.get(resource_type.storage_key)
+        if decoder is None:
+            return body
+        try:
+            decoded, unknown = decoder(body)
+            if unknown and self.strict_fields:
+                raise DecodeError("strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown))
+        except DecodeError as exc:
+            if patched:
+                value = json.dumps(json.dumps(body, separators=(",", ":"), sort_keys=True))
+                cause = {"reason": "FieldValueInvalid", "message": f"Invalid value: {value}: {exc}", "field": "patch"}
+                message = f' "" is invalid: patch: Invalid value: {value}: {exc}'
+                raise ApiError(422, message, details={"causes": [cause]}) from None
+            kind, version = resource_type.kind, resource_type.version
+            raise ApiError(400, f'{kind} in version "{version}" cannot be handled as a {kind}: {exc}') from None
+        self.warnings += [f'unknown field "{path}"' for path in unknown]
+        return decoded
+
     def _admit(self, attributes: AdmissionAttributes) -> Body | None:
         return None if self.admission is None else self.admission(attributes)
 
@@ -476,15 +510,29 @@ class ObjectStore:
     def replace(
         self, resource_type: ResourceType, namespace: str | None, name: str, body: Any, *, subresource: str | None
     ) -> Body:
-        """PUT: the body replaces the object (or only its status through `/status`)."""
+        """PUT: the body replaces the object (or only its status through `/status`); creates it where allowed."""
         _check_body(resource_type, body)
-        current = self.get(resource_type, namespace, name)
+        body = self._decode(resource_type, body, patched=False)
+        creating = self.creates_on_update(resource_type, namespace, name, subresource)
+        current = None if creating else self.get(resource_type, namespace, name)
         body_name = (body.get("metadata") or {}).get("name")
         if body_name != name:
             raise ApiError(400, f"the name of the object ({body_name}) does not match the name on the URL ({name})")
-        self._check_version(resource_type, current, body, required=resource_type.custom)
+        if current is None:  # no stored version to compare with: the body's resourceVersion is not looked at
+            metadata = {key: value for key, value in body["metadata"].items() if key != "resourceVersion"}
+            return self.create(resource_type, namespace, {**body, "metadata": metadata})
+        required = resource_type.custom or not resource_type.unconditional_update
+        self._check_version(resource_type, current, body, required=required)
         admit = functools.partial(self._admit_update, resource_type, subresource, current)
         return self._update(resource_type, current, body, subresource=subresource, admit=admit)
+
+    def creates_on_update(
+        self, resource_type: ResourceType, namespace: str | None, name: str, subresource: str | None
+    ) -> bool:
+        """Whether a PUT there creates the object (its strategy allows create on update, and it does not exist)."""
+        if not resource_type.create_on_update or subresource is not None:
+            return False
+        return self.find(resource_type, namespace, name) is None
 
     def patch(
         self,
@@ -500,6 +548,7 @@ class ObjectStore:
         current = self.get(resource_type, namespace, name)
         strategic = not resource_type.custom
         candidate = apply_patch(current, content_type=content_type, patch=patch, strategic=strategic)
+        candidate = self._decode(resource_type, candidate, patched=True)
         self._check_version(resource_type, current, candidate, required=False)
         admit = functools.partial(self._admit_update, resource_type, subresource, current)
         return self._update(resource_type, current, candidate, subresource=subresource, admit=admit)
@@ -508,7 +557,8 @@ class ObjectStore:
         wanted = (candidate.get("metadata") or {}).get("resourceVersion")
         name = current["metadata"]["name"]
         if not wanted and required:
-            raise invalid(resource_type, name, ("metadata.resourceVersion", "Invalid value: 0x0: must be specified"))
+            cause = ("metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")
+            raise invalid(resource_type, name, cause, group_kind=resource_type.qualified_name)
         if wanted and str(wanted) != current["metadata"]["resourceVersion"]:
             raise conflict(resource_type, name)
 
