@@ -267,6 +267,35 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("priority", 0, "kopf peering priority of this replica", int, "N"),
     Setting(
+        "identity",
+        None,
+        "This replica's name among its peers, in kopf peering and on shard Leases",
+        metavar="NAME",
+        derived_default="$POD_ID (as kopf names peers), else <hostname>-<pid>",
+    ),
+    Setting(
+        "shards",
+        1,
+        "Split the SLOs between replicas into N shards, each claimed through a coordination.k8s.io Lease "
+        "(docs/scale.md); 1 keeps kopf peering, with one active replica",
+        _positive_int,
+        "N",
+    ),
+    Setting(
+        "shard_lease_duration",
+        15,
+        "How long a shard Lease lasts without renewal; a dead replica's shards move after about this long",
+        duration_argument,
+        "DURATION",
+    ),
+    Setting(
+        "shard_lease_namespace",
+        None,
+        "Namespace of the shard Leases",
+        metavar="NAMESPACE",
+        derived_default="$POD_NAMESPACE, else slo-guard",
+    ),
+    Setting(
         "peering_lifetime",
         60,
         "Seconds a replica counts as alive after its last peering keep-alive; a standby takes over after this",

@@ -88,6 +88,8 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         """Where the metrics live; a fresh registry by default so tests never share counters."""
+        self._burn_windows: dict[tuple[str, str], set[str]] = {}
+        """The burn-rate windows exported per SLO, so they are dropped without scanning every series."""
         self.prometheus_requests = Counter(
             "slo_guard_prometheus_requests",
             "HTTP requests to Prometheus (one per attempt), by how they ended.",
@@ -165,7 +167,17 @@ class OperatorMetrics:
         )
         self.asyncio_tasks = Gauge(
             "slo_guard_asyncio_tasks",
-            "asyncio tasks alive in the operator's event loop (one daemon per SLO plus kopf's own); a leak grows it.",
+            "asyncio tasks alive in the operator's event loop (passes in flight plus kopf's own); a leak grows it.",
+            registry=self.registry,
+        )
+        self.evaluated_slos = Gauge(
+            "slo_guard_evaluated_slos",
+            "SLOs this replica evaluates now: all it watches, or those of the shards it holds.",
+            registry=self.registry,
+        )
+        self.shards_held = Gauge(
+            "slo_guard_shards_held",
+            "Shard Leases this replica holds now (0 without --shards).",
             registry=self.registry,
         )
         self.recorded_reads = Counter(
@@ -209,28 +221,31 @@ class OperatorMetrics:
 
     def record_evaluation(self, *, namespace: str, name: str, evaluation: Evaluation) -> None:
         """Per-SLO gauges; values an Unknown evaluation does not have are removed rather than left stale."""
-        _set_or_clear(self.sli, (namespace, name), evaluation.sli)
-        _set_or_clear(self.error_budget_remaining, (namespace, name), evaluation.budget_remaining)
-        for window, burn in (evaluation.burn_rates or {}).items():
-            _set_or_clear(self.burn_rate, (namespace, name, format_duration(window)), burn)
-        if evaluation.burn_rates is None:
-            self._remove_matching(self.burn_rate, namespace, name)
+        slo = (namespace, name)
+        _set_or_clear(self.sli, slo, evaluation.sli)
+        _set_or_clear(self.error_budget_remaining, slo, evaluation.budget_remaining)
+        burns = {format_duration(window): burn for window, burn in (evaluation.burn_rates or {}).items()}
+        for window in self._burn_windows.get(slo, set()) - burns.keys():
+            _set_or_clear(self.burn_rate, (*slo, window), None)
+        for window, burn in burns.items():
+            _set_or_clear(self.burn_rate, (*slo, window), burn)
+        self._burn_windows[slo] = {window for window, burn in burns.items() if burn is not None}
         for state in State:
             self.state.labels(namespace, name, state.value).set(1 if state is evaluation.state else 0)
 
     def forget_slo(self, *, namespace: str, name: str) -> None:
-        """Drop every series of a deleted SLO so churn cannot grow the registry."""
-        for gauge in (self.sli, self.error_budget_remaining, self.burn_rate, self.state):
-            self._remove_matching(gauge, namespace, name)
+        """Drop every series of an SLO deleted, or evaluated by another replica now, so dashboards never count it
+        twice and churn cannot grow the registry. Costs a few lookups, whatever the number of SLOs."""
+        slo = (namespace, name)
+        _set_or_clear(self.sli, slo, None)
+        _set_or_clear(self.error_budget_remaining, slo, None)
+        for window in self._burn_windows.pop(slo, set()):
+            _set_or_clear(self.burn_rate, (*slo, window), None)
+        for state in State:
+            _set_or_clear(self.state, (*slo, state.value), None)
 
     def count_action(self, *, action: str, result: str) -> None:
         self.actions.labels(action=action, result=result).inc()
-
-    @staticmethod
-    def _remove_matching(gauge: Gauge, namespace: str, name: str) -> None:
-        for labels in _label_sets(gauge):
-            if labels[:2] == (namespace, name):
-                gauge.remove(*labels)
 
     def count_prometheus_request(self, outcome: PrometheusOutcome) -> None:
         self.prometheus_requests.labels(outcome=outcome.value).inc()
@@ -255,12 +270,9 @@ _SLO = ["namespace", "slo"]
 
 def _set_or_clear(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
     if value is None:
-        if labels in _label_sets(gauge):
+        # prometheus_client keeps children in a private dict keyed by label values; a lookup there is O(1), where
+        # listing every child per pass would cost O(SLOs).
+        if labels in gauge._metrics:
             gauge.remove(*labels)
         return
     gauge.labels(*labels).set(value)
-
-
-def _label_sets(gauge: Gauge) -> list[tuple[str, ...]]:
-    # prometheus_client keeps children in a private dict; copying its keys is the documented-by-use way to list them.
-    return [tuple(labels) for labels in gauge._metrics]

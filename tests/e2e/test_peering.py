@@ -24,7 +24,7 @@ from tests.e2e.conftest import (
     World,
     wait_for,
 )
-from tests.e2e.scenario import ACT_TIMEOUT, FAILING, guard, is_paused, metric_families
+from tests.e2e.scenario import ACT_TIMEOUT, FAILING, HEALTHY, guard, is_paused, metric_families
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prometheus]
 
@@ -108,3 +108,33 @@ def _evaluations(operator: OperatorProcess) -> float:
         if family.name == "slo_guard_evaluation_duration_seconds":
             return sum(sample.value for sample in family.samples if sample.name.endswith("_count"))
     raise AssertionError("the replica exports no slo_guard_evaluation_duration_seconds")
+
+
+def test_a_running_replica_stops_evaluating_while_a_higher_priority_peer_lives_and_resumes_after(
+    world: World, private_clusters: PrivateClusters
+) -> None:
+    """kopf pauses a replica when a peer of higher priority appears (a developer's operator, say) and tells its
+    handlers nothing: the scheduler reads the same peering object and pauses with it."""
+    service = world.take_service(HEALTHY)
+    with private_clusters.cluster("peering-pause", watched_namespace=None, manifests=[PEERING]) as cluster:
+        deployed = _start(cluster, "replica-deployed", priority=0)
+        guard(cluster, NAMESPACE, "cart", service)
+        wait_for(lambda: _evaluations(deployed) > 0, timeout=30, what="the deployed replica evaluating")
+
+        developer = _start(cluster, "replica-developer", priority=100)
+        wait_for(lambda: _evaluations(developer) > 0, timeout=30, what="the developer's replica evaluating")
+        wait_for(lambda: _evaluated_slos(deployed) == 0, timeout=15, what="the deployed replica to pause")
+        paused_at = _evaluations(deployed)
+        time.sleep(3 * EVALUATION_INTERVAL)
+        assert _evaluations(deployed) == paused_at, "no pass while paused"
+
+        developer.stop()
+        wait_for(lambda: _evaluated_slos(deployed) == 1, timeout=30, what="the deployed replica to resume")
+        wait_for(lambda: _evaluations(deployed) > paused_at, timeout=15, what="passes again")
+
+
+def _evaluated_slos(operator: OperatorProcess) -> float:
+    for family in metric_families(operator):
+        if family.name == "slo_guard_evaluated_slos":
+            return sum(sample.value for sample in family.samples)
+    raise AssertionError("the replica exports no slo_guard_evaluated_slos")

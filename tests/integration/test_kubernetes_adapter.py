@@ -33,7 +33,14 @@ from slo_guard.domain.policy import (
     WorkloadState,
     release,
 )
-from slo_guard.service.ports import KubernetesUnavailable, ObjectRef, WorkloadConflict, WorkloadSnapshot
+from slo_guard.service.ports import (
+    WRITE_PERMISSION,
+    KubernetesUnavailable,
+    ObjectRef,
+    OwnershipLost,
+    WorkloadConflict,
+    WorkloadSnapshot,
+)
 from slo_guard.telemetry import KubernetesOutcome, OperatorMetrics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -602,3 +609,34 @@ async def test_a_slow_api_server_times_out_each_attempt(
     api.close()
 
     assert requests_counted(api, "get", KubernetesOutcome.TIMEOUT) == 2
+
+
+# Sharding: no write on behalf of an SLO once its shard moved, even one already waiting for a write token.
+
+
+async def test_a_write_that_waited_for_a_token_past_the_loss_of_its_shard_never_goes_out(
+    emulator: KubeEmulator, namespace: str, kubeconfig: Path
+) -> None:
+    create_deployment(emulator, namespace)
+    throttled = KubernetesSettings(timeout=5.0, writes_per_second=2.0, write_burst=1)
+    api = KubernetesApi(load_api_client(throttled), throttled, metrics=OperatorMetrics())
+    workloads = KubernetesWorkloads(api)
+    owned = {"shop/checkout": True}
+    try:
+        snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
+        WRITE_PERMISSION.set(lambda: None if owned["shop/checkout"] else "shop/checkout")
+        await workloads.apply(namespace=namespace, snapshot=snapshot, change=pause_change("checkout"))
+        snapshot = await workloads.read(namespace=namespace, target=WEB, check_autoscaler=False)
+        # The bucket is empty now: this write waits about half a second for its token, and the shard moves meanwhile.
+        waiting = asyncio.ensure_future(
+            workloads.apply(namespace=namespace, snapshot=snapshot, change=pause_change("checkout-again"))
+        )
+        await asyncio.sleep(0.1)
+        owned["shop/checkout"] = False
+        with pytest.raises(OwnershipLost, match="shop/checkout"):
+            await waiting
+    finally:
+        api.close()
+
+    [patch] = emulator.writes_to("deployments", namespace=namespace)
+    assert patch.body["metadata"]["annotations"][PAUSED_BY] == "checkout", "only the write made while owned"

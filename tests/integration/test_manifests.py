@@ -27,6 +27,7 @@ import yaml
 from tests.support.kube import kustomize
 
 from slo_guard.adapters.rulesink import PROMETHEUS_RULE_GROUP, PROMETHEUS_RULE_PLURAL
+from slo_guard.cli import build_parser
 from slo_guard.config import OPERATOR_SETTINGS
 from slo_guard.handlers.runtime import parse_labels
 
@@ -37,8 +38,10 @@ TREES = {
     "namespaced": MANIFESTS / "overlays" / "namespaced",
     "prometheus-operator": MANIFESTS / "overlays" / "prometheus-operator",
     "admission": MANIFESTS / "overlays" / "admission",
+    "sharded": MANIFESTS / "overlays" / "sharded",
 }
-"""The installs; each expects kopf's peering CRDs from KOPF_PEERING, applied before it and never deleted with it."""
+"""The installs; each but `sharded` expects kopf's peering CRDs from KOPF_PEERING, applied before it and never deleted
+with it (`sharded` runs standalone and coordinates through Leases instead)."""
 KOPF_PEERING = MANIFESTS / "kopf-peering"
 KOPF_GROUP = "kopf.dev"
 KUBERNETES_VERSION = "1.32"
@@ -741,3 +744,76 @@ def test_installs_without_the_overlay_serve_no_webhook() -> None:
     for tree in ("base", "namespaced", "prometheus-operator"):
         assert objects(tree, "ValidatingWebhookConfiguration") == []
         assert "SLO_GUARD_WEBHOOK_CERT_FILE" not in env_values(tree)
+
+
+# Sharded overlay
+
+LEASE_GRANTS: set[Grant] = {
+    ("coordination.k8s.io", "leases", verb, None) for verb in ("get", "list", "watch", "create", "update", "delete")
+}
+"""The shard coordinator's requests on its Leases: read and watch them, create, renew/claim/release by conditional
+update (a PUT, which also creates a missing Lease, so it needs create too), delete its member Lease."""
+
+
+def _run_args(tree: Tree) -> Any:
+    """The container's args as `slo-guard run` parses them (an unknown flag fails here)."""
+    return build_parser().parse_args(["run", *(container(tree).get("args") or [])])
+
+
+def test_sharded_runs_one_replica_per_shard_one_at_a_time() -> None:
+    spec = one("sharded", "Deployment")["spec"]
+    assert spec["replicas"] == _run_args("sharded").shards == 3
+    # The base's Recreate would stop every replica at once and leave every shard unowned during a rollout.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+
+
+def test_sharded_replicas_take_their_identity_and_namespace_from_the_downward_api() -> None:
+    env = {item["name"]: item for item in container("sharded")["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    args = _run_args("sharded")
+    assert (args.identity, args.shard_lease_namespace) == (None, None), "the flags would override the pod's values"
+
+
+def test_sharded_lease_rbac_is_granted_in_the_operators_namespace_only() -> None:
+    namespace = one("sharded", "Deployment")["metadata"]["namespace"]
+    cluster_wide = _operator_grants("sharded")
+    in_own_namespace = _operator_grants("sharded", namespace=namespace)
+    assert in_own_namespace - cluster_wide == LEASE_GRANTS
+    assert not any(group == "coordination.k8s.io" for group, _, _, _ in cluster_wide)
+    for role in objects("sharded", "Role"):
+        assert role["metadata"]["namespace"] == namespace
+        assert _granted(role) == LEASE_GRANTS
+    for binding in objects("sharded", "RoleBinding"):
+        assert binding["subjects"] == [_operator_account("sharded")]
+
+
+def test_sharded_cluster_role_is_the_base_one_without_peering() -> None:
+    peering = {grant for grant in _grants("clusterkopfpeerings") if grant[0] == KOPF_GROUP}
+    assert _granted(one("sharded", "ClusterRole")) == _grants("clusterkopfpeerings") - peering
+    (binding,) = objects("sharded", "ClusterRoleBinding")
+    assert binding["subjects"] == [_operator_account("sharded")]
+
+
+def test_sharded_install_needs_no_kopf_peering() -> None:
+    assert _run_args("sharded").standalone is True
+    assert not [item for item in render("sharded") if item["apiVersion"].startswith(f"{KOPF_GROUP}/")]
+    assert KOPF_GROUP not in yaml.safe_dump_all(render("sharded"))
+    added = _ids("sharded") - _ids("base")
+    removed = _ids("base") - _ids("sharded")
+    assert removed == {("ClusterKopfPeering", PEERING_NAME, None)}
+    assert {kind for kind, _, _ in added} == {"Role", "RoleBinding", "PodDisruptionBudget"}
+
+
+def test_sharded_disruption_budget_lets_one_operator_pod_go_at_a_time() -> None:
+    budget = one("sharded", "PodDisruptionBudget")
+    pod_labels = one("sharded", "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["metadata"]["namespace"] == one("sharded", "Deployment")["metadata"]["namespace"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_installs_without_the_overlay_keep_one_replica_and_no_lease_grants() -> None:
+    for tree in ("base", "namespaced", "prometheus-operator", "admission"):
+        assert _run_args(tree).shards == 1
+        assert not any(group == "coordination.k8s.io" for group, _, _, _ in _operator_grants(tree))

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from slo_guard import __version__
 from slo_guard.adapters.ratelimit import TokenBucket
 from slo_guard.adapters.resilience import BreakerState, Bulkhead, CircuitBreaker, CircuitOpenError, Remote, RetryPolicy
-from slo_guard.service.ports import KubernetesUnavailable, WorkloadConflict
+from slo_guard.service.ports import WRITE_PERMISSION, KubernetesUnavailable, OwnershipLost, WorkloadConflict
 from slo_guard.telemetry import KubernetesOutcome, OperatorMetrics
 
 
@@ -203,6 +203,7 @@ class KubernetesApi:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        breaker_name: str = BREAKER_NAME,
     ) -> None:
         self.client = client
         self.settings = settings or KubernetesSettings()
@@ -210,7 +211,7 @@ class KubernetesApi:
         self._remote = Remote(
             bulkhead=Bulkhead(self.settings.max_concurrency, thread_name_prefix="slo-guard-kubernetes"),
             breaker=CircuitBreaker(
-                BREAKER_NAME,
+                breaker_name,
                 failure_threshold=self.settings.breaker_failure_threshold,
                 reset_timeout=self.settings.breaker_reset_timeout,
                 clock=clock,
@@ -227,7 +228,7 @@ class KubernetesApi:
             sleep=sleep,
             rng=rng,
         )
-        self.metrics.set_breaker_state(BREAKER_NAME, BreakerState.CLOSED)
+        self.metrics.set_breaker_state(breaker_name, BreakerState.CLOSED)
         self._writes = TokenBucket(self.settings.writes_per_second, self.settings.write_burst, clock, sleep=sleep)
 
     @property
@@ -250,9 +251,10 @@ class KubernetesApi:
         Writes wait for a token first; `retry=False` makes exactly one attempt.
         """
 
+        permission = WRITE_PERMISSION.get() if write else None
         try:
             return await self._remote.call(
-                partial(self._send, call),
+                partial(self._send, call, permission),
                 on_attempt=partial(self._count, verb),
                 before_attempt=self._writes.acquire if write else None,
                 policy=None if retry else _SINGLE_ATTEMPT,
@@ -278,8 +280,10 @@ class KubernetesApi:
             return
         self.metrics.count_kubernetes_request(verb, outcome)
 
-    def _send(self, call: Callable[..., Any]) -> Any:
-        """Blocking; runs on the bulkhead's threads."""
+    def _send(self, call: Callable[..., Any], permission: Callable[[], str | None] | None = None) -> Any:
+        """Blocking; runs on the bulkhead's threads. A write goes out only while `permission` still allows it."""
+        if permission is not None and (lost := permission()) is not None:
+            raise OwnershipLost(lost)
         try:
             response = call(_request_timeout=self.settings.timeout, _preload_content=False)
         except ApiException as error:

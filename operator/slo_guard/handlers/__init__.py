@@ -12,15 +12,12 @@ import kopf
 from slo_guard.adapters.kubernetes_api import NoCredentials, load_api_client, wait_until_reachable
 from slo_guard.domain.model import GROUP, PLURAL, VERSION
 from slo_guard.handlers.logs import configure_logging
-from slo_guard.handlers.runtime import Runtime, RuntimeConfig, StopFlag
+from slo_guard.handlers.runtime import Runtime, RuntimeConfig
 from slo_guard.service.ports import KubernetesUnavailable
 
 logger = logging.getLogger("slo_guard.run")
 
 FINALIZER = "sloguard.io/finalizer"
-# kopf cancels a stopping daemon at once (no cancellation_backoff), then waits this long for it to exit before it
-# abandons the task with a warning. The daemon exits at once; its pass in flight runs on, shielded, to its end.
-DAEMON_CANCELLATION_TIMEOUT = 60.0
 WATCH_INACTIVITY_TIMEOUT = 60.0
 
 
@@ -61,17 +58,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await runtime.close()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT)
-async def evaluate(body: kopf.Body, stopped: StopFlag, memo: kopf.Memo, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def observe(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Feed the scheduler: kopf delivers the first listing, every change and every deletion here."""
     runtime: Runtime = memo.runtime
-    await runtime.evaluate_forever(body, stopped)
+    runtime.observe(event["type"], event["object"])
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def release_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Undo every pause and scale this SLO holds; kopf keeps the finalizer until this succeeds."""
     runtime: Runtime = memo.runtime
-    await runtime.reconciler.finalize(body)
+    await runtime.finalize(body)
 
 
 def run_operator(config: RuntimeConfig) -> int:
@@ -90,6 +88,8 @@ def run_operator(config: RuntimeConfig) -> int:
             namespaces=config.namespaces,
             standalone=config.standalone,
             priority=config.priority,
+            # Named by us, so the runtime finds this replica among the peers kopf lists (see handlers/peering.py).
+            identity=config.identity,  # type: ignore[arg-type]
             # Naming a peering makes it mandatory in kopf, which would then wait for the peering CRD.
             peering_name=None if config.standalone else config.peering_name,
             memo=memo,

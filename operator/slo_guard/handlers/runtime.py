@@ -5,20 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from slo_guard.adapters.events import KubernetesEvents
-from slo_guard.adapters.kubernetes_api import KubernetesApi, KubernetesSettings, load_api_client
+from slo_guard.adapters.kubernetes_api import USER_AGENT, KubernetesApi, KubernetesSettings, load_api_client
+from slo_guard.adapters.leases import KubernetesLeaseStore
+from slo_guard.adapters.peering import PEERING_GROUP, PEERING_VERSION, peering_statuses
 from slo_guard.adapters.prometheus import PrometheusClient, PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, PrometheusRuleSink, RuleFileSettings
+from slo_guard.adapters.slo_reader import SLOObjects
 from slo_guard.adapters.slo_status import SLOStatusStore, list_slo_keys
 from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.gate_server import AdmissionServer, GateServer
+from slo_guard.handlers.peering import paused_by_peers
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.handlers.ui_server import UIServer
 from slo_guard.resources import (
@@ -31,10 +39,11 @@ from slo_guard.service.admission import AdmissionReviewer
 from slo_guard.service.evaluation import EvaluationSettings
 from slo_guard.service.gate_board import GateBoard, entry_after_pass, entry_from_resource
 from slo_guard.service.health import EvaluationHeartbeats
-from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef
+from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef, OwnershipLost
 from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings, slo_ref
 from slo_guard.service.recorded import ManagedRules, RecordedSource, sync_rules_forever
-from slo_guard.service.schedule import next_slot, phase_offset
+from slo_guard.service.schedule import PassScheduler
+from slo_guard.service.sharding import ShardCoordinator, shard_of
 from slo_guard.telemetry import OperatorMetrics
 
 logger = logging.getLogger("slo_guard.runtime")
@@ -50,18 +59,20 @@ PEERING_CHECK_EVERY = 5.0
 """Seconds between looks for kopf's peering resource while it is missing."""
 PEERING_WARN_EVERY = 60.0
 """Seconds between two warnings that it is still missing."""
-PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
+PEERING_FOLLOW_EVERY = 2.0
+"""Seconds between reads of kopf's peering objects, to pause evaluation about when kopf pauses its watches."""
 UI_QUERY_CONCURRENCY = 2
 """Range queries the web UI may have in flight at once, whatever evaluation's own bound is."""
 UI_BREAKER = "prometheus-ui"
-
-
-class StopFlag(Protocol):
-    """What the evaluation loop needs of kopf's daemon stopper: truthiness and a timed wait."""
-
-    def __bool__(self) -> bool: ...
-
-    def wait(self, timeout: float) -> Awaitable[object]: ...
+MAX_PASSES_IN_FLIGHT = 256
+"""Passes running at once; the Prometheus and Kubernetes bulkheads bound their calls further."""
+LEASE_CONCURRENCY = 2
+"""Lease calls in flight at once: a renewal never waits behind status writes, and never needs more."""
+LEASE_BREAKER = "kubernetes-leases"
+FINALIZER_WAIT = 2.0
+"""Seconds between looks, on a replica not owning a deleted SLO, at whether its owner has finalized it."""
+PASS_GRACE_AT_EXIT = 10.0
+"""Seconds the passes in flight get to end when the process stops (every call in them has a timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,12 @@ class RuntimeConfig:
     peering_name: str
     peering_lifetime: int
     priority: int
+    identity: str
+    """This replica's name among its peers (kopf peering, shard Leases)."""
+    shards: int = 1
+    """1: kopf peering decides which one replica acts; more: SLOs are split by shard Leases."""
+    shard_lease_duration: int = 15
+    shard_lease_namespace: str = "slo-guard"
     rules: RuleFileSettings | None = None
     """The rule file to manage; None: no rule file."""
     rules_prometheusrule_labels: Mapping[str, str] | None = None
@@ -119,10 +136,15 @@ class RuntimeConfig:
             health_port=args.health_port,
             log_format=args.log_format,
             log_level=args.log_level,
-            standalone=bool(args.standalone),
+            # Shard Leases decide who evaluates what; kopf peering would pause all but one replica.
+            standalone=bool(args.standalone) or args.shards > 1,
             peering_name=args.peering_name,
             peering_lifetime=args.peering_lifetime,
             priority=args.priority,
+            identity=args.identity or os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            shards=args.shards,
+            shard_lease_duration=int(args.shard_lease_duration),
+            shard_lease_namespace=args.shard_lease_namespace or os.environ.get("POD_NAMESPACE") or "slo-guard",
             rules=_rule_file_settings(args, prometheus=prometheus),
             rules_prometheusrule_labels=(
                 parse_labels(args.rules_prometheusrule_labels) if args.rules_prometheusrule else None
@@ -159,6 +181,17 @@ class Runtime:
         self.config = config
         self.metrics = OperatorMetrics()
         self.heartbeats = EvaluationHeartbeats()
+        self.scheduler = PassScheduler(
+            self._run_pass,
+            heartbeats=self.heartbeats,
+            max_in_flight=MAX_PASSES_IN_FLIGHT,
+            on_spacing=self.metrics.evaluation_spacing.observe,
+        )
+        self._scheduling: asyncio.Task[None] | None = None
+        self._paused = False
+        """kopf paused this replica in favour of a peer."""
+        self._sharding_stop = asyncio.Event()
+        self._sharding_task: asyncio.Task[None] | None = None
         self.listing_problem: str | None = "starting: no SLO listing yet"
         """What readiness waits for: a first listing of SLOs, every one of them picked up by kopf."""
         self.peering_problem: str | None = None
@@ -167,7 +200,11 @@ class Runtime:
         """Set when the process must start again to see the cluster as it is now; kopf is told to stop."""
         self._stop_operator: Callable[[], None] = lambda: None
         self._prometheus = PrometheusClient(config.prometheus, metrics=self.metrics)
-        self._kubernetes = KubernetesApi(load_api_client(config.kubernetes), config.kubernetes, metrics=self.metrics)
+        # The replica's name in the User-Agent tells replicas apart in the API server's audit log.
+        self._user_agent = f"{USER_AGENT} ({config.identity})"
+        self._kubernetes = KubernetesApi(
+            load_api_client(config.kubernetes, user_agent=self._user_agent), config.kubernetes, metrics=self.metrics
+        )
         self.rules = ManagedRules(config.evaluation)
         self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
@@ -177,7 +214,10 @@ class Runtime:
         if self._rule_sink is not None:
             metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
         events = KubernetesEvents(self._kubernetes)
+        self.sharding = self._make_sharding()
+        self._slo_objects = SLOObjects(self._kubernetes)
         self.reconciler = Reconciler(
+            owns=self.owns,
             metrics=metrics_source,
             workloads=KubernetesWorkloads(self._kubernetes),
             events=events,
@@ -238,10 +278,88 @@ class Runtime:
         self.probes = ProbeServer(
             port=config.health_port,
             registry=self.metrics.registry,
-            on_scrape=lambda: self.metrics.asyncio_tasks.set(len(asyncio.all_tasks())),
+            on_scrape=self._on_scrape,
             heartbeats=self.heartbeats,
             not_ready=self.not_ready,
         )
+
+    def _make_sharding(self) -> ShardCoordinator | None:
+        if self.config.shards == 1:
+            return None
+        # Leases have a client of their own (breaker, bulkhead, no write bucket): renewals must not starve.
+        self._lease_api = KubernetesApi(
+            load_api_client(self.config.kubernetes, user_agent=self._user_agent),
+            # A renewal that hangs longer than a renew period could not have kept the shard anyway.
+            replace(
+                self.config.kubernetes,
+                max_concurrency=LEASE_CONCURRENCY,
+                timeout=min(self.config.kubernetes.timeout, self.config.shard_lease_duration / 3),
+            ),
+            metrics=self.metrics,
+            breaker_name=LEASE_BREAKER,
+        )
+        return ShardCoordinator(
+            KubernetesLeaseStore(self._lease_api, self.config.shard_lease_namespace),
+            # A fresh suffix per process: a restarted replica must not take its predecessor's leases for its own.
+            identity=f"{self.config.identity}-{secrets.token_hex(3)}",
+            shards=self.config.shards,
+            on_gained=self._shard_gained,
+            on_releasing=self._shard_releasing,
+            lease_duration_seconds=self.config.shard_lease_duration,
+        )
+
+    async def finalize(self, body: Mapping[str, Any]) -> None:
+        """Release the deleted SLO's holds, on the replica that owns its shard.
+
+        Every replica carries the same finalizer, and kopf lets the object go once any of them returns: another
+        replica waits until it owns the shard itself (the owner died) or the owner has finalized the object away.
+        """
+        ref = slo_ref(body)
+        while not self.owns(ref.key):
+            if await self._slo_objects.read(namespace=ref.namespace, name=ref.name) is None:
+                return
+            await asyncio.sleep(FINALIZER_WAIT)
+        await self.reconciler.finalize(body)
+
+    def owns(self, key: str) -> bool:
+        """Whether this replica evaluates and acts for the SLO `namespace/name` now."""
+        return self.sharding is None or self.sharding.holds(shard_of(key, self.config.shards))
+
+    def _shard_gained(self, shard: int) -> None:
+        assert self.sharding is not None
+        logger.info("shard gained", extra={"shard": shard, "sharding": self.sharding.describe()})
+        for key, body in self.slo_bodies.items():
+            if shard_of(key, self.config.shards) == shard and not self._paused:
+                self.scheduler.add(key, interval=_interval(body))
+
+    async def _shard_releasing(self, shard: int) -> None:
+        """Stop the shard's SLOs here and wait for their passes in flight, before another replica may start them."""
+        keys = [key for key in self.scheduler if shard_of(key, self.config.shards) == shard]
+        for key in keys:
+            self._hand_over(key)
+        # Writes stopped when the shard stopped being held (WRITE_PERMISSION); a write already sent ends within
+        # one request timeout. A pass still waiting for a write token is refused when it gets one.
+        await self.scheduler.drain(keys, within=self.config.kubernetes.timeout)
+        assert self.sharding is not None
+        logger.info("shard released", extra={"shard": shard, "slos": len(keys), "sharding": self.sharding.describe()})
+
+    def _hand_over(self, key: str) -> None:
+        """Forget what this replica reported for an SLO another replica evaluates from now on."""
+        self.scheduler.remove(key)
+        if isinstance(self._rule_sink, FileRuleSink):
+            # Each replica's rule file holds its own SLOs. A PrometheusRule is one object per SLO, which the new
+            # owner writes alike: deleting it here could land after that write.
+            self.rules.forget(key)
+        body = self.slo_bodies.get(key)
+        if body is not None:
+            ref = slo_ref(body)
+            self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
+            self.gates.put(entry_from_resource(ref, body))
+
+    def _on_scrape(self) -> None:
+        self.metrics.asyncio_tasks.set(len(asyncio.all_tasks()))
+        self.metrics.evaluated_slos.set(len(self.scheduler))
+        self.metrics.shards_held.set(len(self.sharding.held()) if self.sharding is not None else 0)
 
     def _make_rule_sink(self) -> FileRuleSink | PrometheusRuleSink | None:
         if self.config.rules is not None:
@@ -274,12 +392,25 @@ class Runtime:
                 name="slo-guard-rule-sync",
             )
         self._first_listing = asyncio.create_task(self._await_first_listing(), name="slo-guard-first-listing")
+        self._scheduling = asyncio.create_task(self.scheduler.run(), name="slo-guard-scheduler")
+        if self.sharding is not None:
+            self._sharding_task = asyncio.create_task(
+                self.sharding.run_forever(self._sharding_stop), name="slo-guard-sharding"
+            )
 
     async def close(self) -> None:
-        for task in (self._rule_sync, self._peering_check, self._first_listing):
+        if self.sharding is not None:
+            # Hand every shard over now (after its passes end), so the others take over at their next tick.
+            self._sharding_stop.set()
+            if self._sharding_task is not None:
+                await asyncio.gather(self._sharding_task, return_exceptions=True)
+            await self.sharding.release_all()
+            self._lease_api.close()
+        for task in (self._scheduling, self._rule_sync, self._peering_check, self._first_listing):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.scheduler.close(grace=PASS_GRACE_AT_EXIT)
         if isinstance(self._rule_sink, FileRuleSink):
             self._rule_sink.close()
         for server in (self._gate_server, self._admission_server, self._ui_server):
@@ -292,10 +423,10 @@ class Runtime:
         self._kubernetes.close()
 
     async def _await_first_listing(self) -> None:
-        """Ready once a listing of the SLOs arrived and kopf runs an evaluation loop for every one listed.
+        """Ready once a listing of the SLOs arrived and kopf delivered every SLO listed.
 
-        kopf gives no public signal that its watches are up; an SLO's loop starts only after kopf listed it, so a
-        loop for each SLO we listed ourselves shows that kopf's listing arrived too.
+        kopf gives no public signal that its watches are up; an event for each SLO we listed ourselves shows that
+        kopf's listing arrived too.
         """
         listed: set[str] | None = None
         listed_at = 0.0
@@ -308,7 +439,7 @@ class Runtime:
                 except KubernetesUnavailable as error:
                     self.listing_problem = f"cannot list ServiceLevelObjectives: {error}"
             if listed is not None:
-                waiting = sorted(key for key in listed if key not in self.heartbeats)
+                waiting = sorted(key for key in listed if key not in self.slo_bodies)
                 if not waiting:
                     self.listing_problem = None
                     return
@@ -333,7 +464,7 @@ class Runtime:
                 logger.warning("could not look for kopf's peering resource", extra={"error": str(error)})
             else:
                 if served and not missing_at_start:
-                    return
+                    await self._follow_peering()
                 if served:
                     self.restart_reason = (
                         f"{PEERING_GROUP}/{PEERING_VERSION} {kind} is installed now; restarting so kopf sees it"
@@ -352,37 +483,72 @@ class Runtime:
                     warned_at = time.monotonic()
             await asyncio.sleep(PEERING_CHECK_EVERY)
 
-    async def evaluate_forever(self, body: Mapping[str, Any], stopped: StopFlag) -> None:
-        """Evaluate one SLO at a fixed rate, phase-shifted by its identity, until kopf stops the daemon."""
+    async def _follow_peering(self) -> None:
+        """Stop evaluating while kopf pauses this replica for a peer, and start again when it resumes."""
+        while True:
+            try:
+                statuses = await peering_statuses(
+                    self._kubernetes, name=self.config.peering_name, namespaces=self.config.namespaces
+                )
+            except KubernetesUnavailable as error:
+                # Keep the last answer: kopf, whose watch also needs the API server, keeps its own.
+                logger.warning("could not read kopf's peering objects", extra={"error": str(error)})
+            else:
+                self._set_paused(
+                    paused_by_peers(
+                        statuses,
+                        identity=self.config.identity,
+                        priority=self.config.priority,
+                        now=datetime.now(UTC),
+                    )
+                )
+            await asyncio.sleep(PEERING_FOLLOW_EVERY)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
+            logger.warning("a peer of higher or equal priority is alive: kopf pauses, and so does evaluation")
+            # kopf lists every SLO again when it resumes; until then nothing here is current.
+            for body in list(self.slo_bodies.values()):
+                self._stop_evaluating(slo_ref(body))
+        else:
+            logger.info("kopf resumes: evaluating again")
+            for key, body in self.slo_bodies.items():
+                self.scheduler.add(key, interval=_interval(body))
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Take in one watch event of an SLO: schedule it, update it, or stop evaluating it."""
         ref = slo_ref(body)
         key = ref.key
-        interval = _interval(body)
-        anchor = time.monotonic() + phase_offset(key, interval)
-        self.heartbeats.beat(key, interval=interval, now=time.monotonic())
-        # Until its first pass here, the SLO's gate is what the last pass, in any process, wrote to its status.
-        self.gates.put(entry_from_resource(ref, body))
+        if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+            # No pass starts once deletion is requested: the finalizer owns the targets from then on, and waits
+            # for a pass in flight to end (the reconciler serialises both per SLO).
+            self._stop_evaluating(ref)
+            return
+        known = key in self.slo_bodies
         self.slo_bodies[key] = body
-        try:
-            await stopped.wait(max(0.0, anchor - time.monotonic()))
-            previous_start: float | None = None
-            while not stopped:
-                started = time.monotonic()
-                if previous_start is not None:
-                    self.metrics.evaluation_spacing.observe(started - previous_start)
-                previous_start = started
-                # A pass waiting for write tokens is throttled, not stuck: liveness gives a running pass longer.
-                self.heartbeats.beat(key, interval=_interval(body), now=started, in_pass=True)
-                await self._pass(ref, body)
-                interval = _interval(body)
-                self.heartbeats.beat(key, interval=interval, now=time.monotonic())
-                now = time.monotonic()
-                await stopped.wait(next_slot(now=now, anchor=anchor, interval=interval) - now)
-        finally:
-            self.rules.forget(key)
-            self.heartbeats.forget(key)
-            self.gates.forget(key)
-            self.slo_bodies.pop(key, None)
-            self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
+        evaluated_here = not self._paused and self.owns(key)
+        if not known or not evaluated_here:
+            # Until its first pass here, and for an SLO another replica evaluates, the gate is what the last pass,
+            # in any process, wrote to its status.
+            self.gates.put(entry_from_resource(ref, body))
+        if evaluated_here:
+            self.scheduler.add(key, interval=_interval(body))
+
+    def _stop_evaluating(self, ref: ObjectRef) -> None:
+        key = ref.key
+        self.scheduler.remove(key)
+        self.rules.forget(key)
+        self.gates.forget(key)
+        self.slo_bodies.pop(key, None)
+        self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
+
+    async def _run_pass(self, key: str) -> None:
+        body = self.slo_bodies.get(key)
+        if body is not None:
+            await self._pass(slo_ref(body), body)
 
     async def _pass(self, ref: ObjectRef, body: Mapping[str, Any]) -> None:
         key = ref.key
@@ -391,19 +557,20 @@ class Runtime:
             self._observe_rules(key, body)
         try:
             outcome = await self.reconciler.reconcile(body)
+        except OwnershipLost:
+            logger.info("pass ended early: its shard moved to another replica", extra={"slo": key})
+            return
         except KubernetesUnavailable as error:
             # Expected while the API server struggles (the adapter already retried); the next slot tries again.
             logger.warning(
                 "evaluation pass could not reach the Kubernetes API", extra={"slo": key, "error": str(error)}
             )
             return
-        except Exception:
-            # One SLO's failure must never end its own loop or touch the others; the next slot retries.
-            logger.exception("evaluation pass failed", extra={"slo": key})
-            return
         finally:
             self.metrics.evaluation_duration.observe(time.monotonic() - started)
-        self._record(ref, outcome)
+        if key in self.scheduler:
+            # A pass that ends after its SLO was deleted or handed over must not bring its series back.
+            self._record(ref, outcome)
 
     def _observe_rules(self, key: str, body: Mapping[str, Any]) -> None:
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, Self
@@ -42,6 +43,19 @@ class WorkloadConflict(Exception):
 
 class KubernetesUnavailable(Exception):
     """The API server did not answer usefully after bounded retries (timeouts, 429, 5xx, circuit open)."""
+
+
+class OwnershipLost(Exception):
+    """This replica stopped owning the SLO (its shard moved) before a write on the SLO's behalf went out."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} is no longer this replica's to act on")
+
+
+WRITE_PERMISSION: ContextVar[Callable[[], str | None] | None] = ContextVar("slo_guard_write_permission", default=None)
+"""Set for the span of one SLO's pass or finalizer: returns None while writes on the SLO's behalf are allowed, and
+the SLO's key once they are not. The Kubernetes adapter asks it right before each write goes out, after any wait
+for a write token or a connection, so a shard that moved during the wait gets no write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,4 +158,60 @@ class StatusStore(Protocol):
 class RuleSink(Protocol):
     async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Make these rule groups, by SLO key (`namespace/name`), the managed rules Prometheus evaluates."""
+        ...
+
+
+# Shard Leases (service/sharding.py decides; adapters/leases.py stores).
+
+LeaseRecord = tuple[str, datetime | None, str | None]
+"""(holderIdentity, renewTime, resourceVersion) of a lease."""
+
+
+class LeaseRole(enum.StrEnum):
+    SHARD = "shard"
+    """Held by the replica that evaluates the shard's SLOs."""
+    MEMBER = "member"
+    """One per replica, held by itself, so a replica holding no shard yet still counts towards the fair share."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What slo-guard reads and writes of a coordination.k8s.io/v1 Lease."""
+
+    name: str
+    role: LeaseRole
+    holder: str = ""
+    """spec.holderIdentity; empty when nobody holds the lease (released)."""
+    duration_seconds: int | None = None
+    acquire_time: datetime | None = None
+    renew_time: datetime | None = None
+    transitions: int = 0
+    resource_version: str | None = None
+    """None only for a lease that is yet to be created."""
+
+    @property
+    def record(self) -> LeaseRecord:
+        """What must stay unchanged for D before another replica may take the lease over."""
+        return self.holder, self.renew_time, self.resource_version
+
+
+class LeaseConflict(Exception):
+    """The lease is not at the version the write was based on (changed, created or deleted): someone else won."""
+
+
+class LeaseStore(Protocol):
+    async def list_leases(self) -> Sequence[Lease]:
+        """Every shard and member Lease of slo-guard in the namespace."""
+        ...
+
+    async def create(self, lease: Lease) -> Lease:
+        """Create the lease; LeaseConflict when it exists already, KubernetesUnavailable on other failures."""
+        ...
+
+    async def update(self, lease: Lease) -> Lease:
+        """Replace the lease if it is still at `lease.resource_version`, else LeaseConflict (also when gone)."""
+        ...
+
+    async def delete(self, lease: Lease) -> None:
+        """Delete the lease if it is still at `lease.resource_version`; a lease already gone is fine."""
         ...

@@ -28,10 +28,12 @@ from slo_guard.domain.policy import (
 from slo_guard.resources import SpecError, objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective
 from slo_guard.service.ports import (
+    WRITE_PERMISSION,
     EventSink,
     KubernetesUnavailable,
     MetricsSource,
     ObjectRef,
+    OwnershipLost,
     StatusStore,
     WorkloadConflict,
     WorkloadController,
@@ -139,8 +141,12 @@ class Reconciler:
         statuses: StatusStore,
         settings: ReconcilerSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        owns: Callable[[str], bool] = lambda key: True,
     ) -> None:
+        """`owns(key)` says whether this replica may still write for the SLO `namespace/name`: asked right before
+        every target and status write, so a pass whose shard moved mid-way writes nothing more."""
         self._metrics = metrics
+        self._owns = owns
         self._workloads = workloads
         self._events = events
         self._statuses = statuses
@@ -192,6 +198,9 @@ class Reconciler:
         lock = self._serials.setdefault(key, asyncio.Lock())
 
         async def locked() -> T:
+            # Every write of this pass or finalizer, down to the adapter, is allowed only while this replica
+            # owns the SLO (see WRITE_PERMISSION); the task runs in a context of its own.
+            WRITE_PERMISSION.set(lambda: None if self._owns(key) else key)
             async with lock:
                 return await work()
 
@@ -276,6 +285,7 @@ class Reconciler:
             workload, decision, _ = await self._converge(
                 objective.namespace,
                 target,
+                holder_key=objective.key,
                 choose=choose,
                 check_autoscaler=objective.policy.action is PolicyAction.SCALE,
                 write=not dry_run,
@@ -331,6 +341,7 @@ class Reconciler:
         namespace: str,
         target: Target,
         *,
+        holder_key: str,
         choose: Callable[[WorkloadState], TargetDecision],
         check_autoscaler: bool,
         write: bool,
@@ -346,6 +357,8 @@ class Reconciler:
             decision = choose(snapshot.state)
             if decision.change is None or not write:
                 return snapshot.state, decision, False
+            if not self._owns(holder_key):
+                raise OwnershipLost(holder_key)
             try:
                 await self._workloads.apply(namespace=namespace, snapshot=snapshot, change=decision.change)
             except WorkloadConflict:
@@ -432,6 +445,7 @@ class Reconciler:
             _, decision, written = await self._converge(
                 namespace,
                 target,
+                holder_key=f"{namespace}/{holder}",
                 choose=lambda workload: release(holder=holder, workload=workload),
                 check_autoscaler=False,
                 write=True,
@@ -479,6 +493,8 @@ class Reconciler:
         self, ref: ObjectRef, *, previous: Mapping[str, Any], status: Mapping[str, Any], now: datetime
     ) -> None:
         if status_changed(previous, status, heartbeat_due=_heartbeat_due(previous, now, self._settings.heartbeat)):
+            if not self._owns(ref.key):
+                raise OwnershipLost(ref.key)
             patch = diff_as_merge_patch(previous, status)
             await self._statuses.patch_status(namespace=ref.namespace, name=ref.name, status=patch)
 

@@ -24,7 +24,14 @@ from slo_guard.domain.model import Target
 from slo_guard.domain.policy import HELD_LABEL, Change, WorkloadState
 from slo_guard.resources import objective_from_resource
 from slo_guard.service.evaluation import EvaluationSettings
-from slo_guard.service.ports import KubernetesUnavailable, ObjectRef, Sample, WorkloadConflict, WorkloadSnapshot
+from slo_guard.service.ports import (
+    KubernetesUnavailable,
+    ObjectRef,
+    OwnershipLost,
+    Sample,
+    WorkloadConflict,
+    WorkloadSnapshot,
+)
 from slo_guard.service.reconcile import Reconciler, ReconcilerSettings, SLOSnapshot
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -500,3 +507,30 @@ async def test_a_deny_policy_on_an_operator_without_the_webhook_says_nothing_is_
     assert target_row(world)["message"].endswith(
         "this operator serves no admission webhook (--webhook-cert-file is not set), so nothing is denied"
     )
+
+
+# Sharding: a pass whose shard moved away mid-way writes nothing more.
+
+
+async def test_a_pass_that_lost_its_shard_writes_neither_the_target_nor_the_status() -> None:
+    world = cluster(PAUSE)
+    owned = {"value": False}
+    reconciler = Reconciler(
+        metrics=NoMetrics(),
+        workloads=world.deployment,
+        events=world.events,
+        statuses=world.slo,
+        settings=ReconcilerSettings(min_step=1, evaluation=EvaluationSettings(max_staleness=15)),
+        owns=lambda key: owned["value"],
+    )
+    resource = copy.deepcopy(world.slo.body)
+    objective = objective_from_resource(resource, min_step=1)
+
+    with pytest.raises(OwnershipLost, match="shop/checkout"):
+        await reconciler.enforce(SLOSnapshot.of(resource), objective=objective, evaluation=spent(NOW), now=NOW)
+
+    assert world.deployment.writes == []
+    assert world.slo.status == {}
+    owned["value"] = True
+    await world.run_pass(reconciler, spent(NOW))
+    assert world.deployment.spec["paused"] is True, "the owner acts as before"
