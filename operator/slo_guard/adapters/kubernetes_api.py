@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -358,3 +358,22 @@ def _retry_after(error: ApiException) -> float | None:
     except ValueError:
         return None
     return seconds if seconds is not None and seconds >= 0 else None
+
+
+async def list_custom_objects(
+    api: KubernetesApi, *, group: str, version: str, plural: str, namespaces: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every object of a custom resource in `namespaces` (cluster-wide when empty); a kind not served lists none."""
+    custom = CustomObjectsApi(api.client)
+    if namespaces:
+        calls = [partial(custom.list_namespaced_custom_object, group, version, ns, plural) for ns in namespaces]
+    else:
+        calls = [partial(custom.list_cluster_custom_object, group, version, plural)]
+    items: list[dict[str, Any]] = []
+    for call in calls:
+        try:
+            listing = await api.request("list", call)
+        except ObjectNotFound:
+            continue
+        items += listing.get("items") or []
+    return items

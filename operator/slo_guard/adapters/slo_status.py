@@ -8,7 +8,7 @@ from functools import partial
 
 from kubernetes.client import CustomObjectsApi
 
-from slo_guard.adapters.kubernetes_api import MERGE_PATCH, KubernetesApi, ObjectNotFound
+from slo_guard.adapters.kubernetes_api import MERGE_PATCH, KubernetesApi, ObjectNotFound, list_custom_objects
 from slo_guard.domain.model import GROUP, PLURAL, VERSION
 from slo_guard.service.ports import KubernetesUnavailable, WorkloadConflict
 
@@ -17,21 +17,10 @@ logger = logging.getLogger("slo_guard.kubernetes")
 
 async def list_slo_keys(api: KubernetesApi, *, namespaces: Sequence[str]) -> set[str]:
     """`namespace/name` of every ServiceLevelObjective in `namespaces` (all namespaces when empty)."""
-    custom = CustomObjectsApi(api.client)
-    if namespaces:
-        calls = [partial(custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL) for ns in namespaces]
-    else:
-        calls = [partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)]
-    keys = set()
-    for call in calls:
-        try:
-            listing = await api.request("list", call)
-        except ObjectNotFound:
-            continue
-        for item in listing.get("items") or []:
-            metadata = item.get("metadata") or {}
-            keys.add(f"{metadata.get('namespace')}/{metadata.get('name')}")
-    return keys
+    items = await list_custom_objects(api, group=GROUP, version=VERSION, plural=PLURAL, namespaces=namespaces)
+    return {
+        f"{(item.get('metadata') or {}).get('namespace')}/{(item.get('metadata') or {}).get('name')}" for item in items
+    }
 
 
 class SLOStatusStore:
