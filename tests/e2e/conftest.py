@@ -31,7 +31,7 @@ import yaml
 from tests.support.emulator_log import CallSeen
 from tests.support.exporter import SyntheticService, Traffic
 from tests.support.kube import ApiStatusError, EmulatorClient, KubeClient, write_kubeconfig
-from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.prometheus import PrometheusServer, free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "servicelevelobjectives.yaml"
@@ -74,9 +74,7 @@ class OperatorProcess:
         self.env = env
         self.args = args
         self.log_path = workdir / "operator.log"
-        self.health_port = free_port()
-        self.gate_port = free_port()
-        self.ui_port = free_port()
+        self.health_port, self.gate_port, self.ui_port = free_ports(3)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -202,10 +200,12 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO)}
         operator = OperatorProcess(workdir=workdir, env=env, args=[*operator_args(prometheus), "--standalone"])
         operator.start()
-        world = World(KubeClient(api_url), emulator, prometheus, operator, services)
-        wait_for(operator.is_ready, timeout=60, what="the operator's /readyz")
-        yield world
-        operator.stop()
+        try:
+            world = World(KubeClient(api_url), emulator, prometheus, operator, services)
+            wait_for(operator.is_ready, timeout=60, what="the operator's /readyz")
+            yield world
+        finally:
+            operator.stop()  # also when it never got ready: no operator outlives its session
     finally:
         for helper in helpers:
             helper.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,10 +61,18 @@ def find_binary(name: str, *, env: str, bundled: Path, installer: str, missing: 
 
 def free_port() -> int:
     """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    [port] = free_ports(1)
+    return port
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """`count` distinct loopback ports that were free a moment ago: all are held open until each is chosen, so two
+    calls of free_port() cannot hand out the same one to one process."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return tuple(int(probe.getsockname()[1]) for probe in probes)
 
 
 class PrometheusQueryFailed(RuntimeError):
