@@ -8,7 +8,7 @@ export SLO_GUARD_PROMETHEUS_BIN := $(CURDIR)/$(PROMETHEUS_DIR)/usr/bin
 VICTORIA_METRICS_DIR := .tools/victoria-metrics
 export SLO_GUARD_VICTORIA_METRICS_BIN := $(CURDIR)/$(VICTORIA_METRICS_DIR)/usr/bin
 
-.PHONY: test lint unit demo bench soak clean openssl chromium
+.PHONY: test lint unit demo bench bench-scale-out soak clean openssl chromium
 
 $(BIN)/slo-guard: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,17 @@ test: lint openssl chromium $(PROMETHEUS_DIR)/usr/bin/prometheus $(VICTORIA_METR
 demo: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
 	PYTHONPATH=$(CURDIR) $(BIN)/python scripts/demo.py
 
+# The README's Scale table: 100 and 1,000 SLOs, ours and naive, one replica.
 bench: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
+
+# 5,000 SLOs on one replica at 60 s, 1,000 and 3,000 SLOs on 2 and 3 sharded replicas, then the reaction latency
+# with and without rules at 1,000 SLOs (well over an hour).
+bench-scale-out: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.scale --sizes 5000 --modes ours --interval 60 --cycles 3 \
+		--warmup-cycles 1 $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.scale --sizes 1000,3000 --modes ours --shards 2,3 $(BENCH_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.reaction --sizes 1000
 
 soak: $(BIN)/slo-guard $(PROMETHEUS_DIR)/usr/bin/prometheus
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)

@@ -4,7 +4,8 @@
 - `ManyServicesExporter`: one HTTP server exposing `http_requests_total{service, code}` for thousands of services,
   as an exact function of wall time, so backfilled history (`backfill_history`) continues seamlessly into scraping.
 - `PrometheusProcess`: the real Prometheus with a rule-file directory, its own CPU and request counters.
-- `OperatorRunner`: `slo-guard run` as a process, with RSS, CPU, parsed /metrics and its JSON log.
+- `OperatorRunner`: `slo-guard run` as a process, with RSS, CPU, parsed /metrics and its JSON log; `OperatorFleet`
+  starts several replicas at once.
 - `slo_manifest` / `target_manifest`: the N-th SLO and the Deployment it guards.
 
 Series labels are the same live and backfilled: `job="services"`, `instance="many-services"` (Prometheus relabels
@@ -48,6 +49,8 @@ START_TIMEOUT = 60.0
 """Seconds a process may take to come up on a busy 2-core machine."""
 STOP_TIMEOUT = 20.0
 """Seconds between SIGTERM and SIGKILL."""
+METRICS_TIMEOUT = 120.0
+"""Seconds a /metrics page may take (see fetch_metrics)."""
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 T = TypeVar("T")
@@ -160,8 +163,12 @@ class MetricsSnapshot:
 
 
 def fetch_metrics(url: str) -> MetricsSnapshot:
-    """GET a /metrics URL (always our own loopback server) and parse it."""
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback http)
+    """GET a /metrics URL (always our own loopback server) and parse it.
+
+    The timeout is generous: Prometheus answers only after a rule reload in progress (tens of seconds for thousands
+    of managed groups), and an operator renders thousands of per-SLO series.
+    """
+    with urllib.request.urlopen(url, timeout=METRICS_TIMEOUT) as response:  # noqa: S310 (loopback http)
         return MetricsSnapshot.parse(response.read().decode())
 
 
@@ -630,9 +637,9 @@ class PrometheusProcess(PrometheusServer):
 class OperatorRunner:
     """`python -m slo_guard run` against `kubeconfig` and `prometheus_url`, logging JSON to `workdir/operator.log`.
 
-    The runner passes `--prometheus`, `--standalone`, `--log-format json`, `--health-port`, `--gate-port` and
-    `--ui-port`; `args` come after them, so they add flags or override those. start() again after kill() restarts it
-    on the same ports.
+    The runner passes `--prometheus`, `--standalone` (unless `standalone=False`), `--log-format json`,
+    `--health-port`, `--gate-port` and `--ui-port`; `args` come after them, so they add flags or override those.
+    `ports` (health, gate, UI) default to free ones. start() again after kill() restarts it on the same ports.
     """
 
     def __init__(
@@ -642,16 +649,16 @@ class OperatorRunner:
         kubeconfig: Path,
         prometheus_url: str,
         args: Sequence[str] = (),
+        standalone: bool = True,
+        ports: tuple[int, int, int] | None = None,
     ) -> None:
         self.workdir = workdir
         self.log_path = workdir / "operator.log"
-        self.health_port = free_port()
-        self.gate_port = free_port()
-        self.ui_port = free_port()
+        self.health_port, self.gate_port, self.ui_port = ports or free_ports(3)
         self._command = [
             sys.executable, "-m", "slo_guard", "run",
             "--prometheus", prometheus_url,
-            "--standalone",
+            *(["--standalone"] if standalone else []),
             "--log-format", "json",
             "--health-port", str(self.health_port),
             "--gate-port", str(self.gate_port),
@@ -678,11 +685,18 @@ class OperatorRunner:
 
     def start(self, *, timeout: float = START_TIMEOUT) -> Self:
         """Start it and wait for /readyz."""
+        self.launch()
+        self.wait_ready(timeout=timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (several replicas then start at once)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(self._command, env=self._env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, timeout=timeout, what="the operator's /readyz")
-        return self
+
+    def wait_ready(self, *, timeout: float = START_TIMEOUT) -> None:
+        wait_until(self._ready, timeout=timeout, what=f"the operator's /readyz ({self.log_path})")
 
     def _ready(self) -> bool:
         if not self.running:
@@ -736,6 +750,50 @@ class OperatorRunner:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class OperatorFleet:
+    """Several OperatorRunners started together (all launched, then each awaited) and stopped together.
+
+    `ready_timeout` bounds the wait for each replica's /readyz, which comes only once kopf has picked up every SLO.
+    """
+
+    def __init__(self, runners: Sequence[OperatorRunner], *, ready_timeout: float = START_TIMEOUT) -> None:
+        self.runners = tuple(runners)
+        self.ready_timeout = ready_timeout
+
+    def start(self) -> Self:
+        try:
+            for runner in self.runners:
+                runner.launch()
+            for runner in self.runners:
+                runner.wait_ready(timeout=self.ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """`count` distinct loopback ports that were free a moment ago (free_port alone may repeat one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return tuple(ports)
 
 
 # --- manifests ------------------------------------------------------------------------------------------------------
