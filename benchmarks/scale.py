@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.support.kube import KubeClient
+from tests.support.prometheus import free_ports
 
 from benchmarks.stack import (
     EmulatorProcess,
@@ -62,7 +63,6 @@ from benchmarks.stack import (
     OperatorRunner,
     PrometheusProcess,
     backfill_history,
-    free_ports,
     service_name,
     slo_manifest,
     slo_name,

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.support.kube import ApiStatusError, Body, EmulatorClient, KubeClient, deployment_manifest, write_kubeconfig
 from tests.support.openmetrics import PiecewiseRate, Resolution, backfill_file, sample_times
-from tests.support.prometheus import PrometheusServer, free_port, terminate
+from tests.support.prometheus import PrometheusServer, free_ports, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "servicelevelobjectives.yaml"
@@ -784,16 +784,6 @@ class OperatorFleet:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def free_ports(count: int) -> tuple[int, ...]:
-    """`count` distinct loopback ports that were free a moment ago (free_port alone may repeat one)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return tuple(ports)
 
 
 # --- manifests ------------------------------------------------------------------------------------------------------
