@@ -316,6 +316,13 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         derived_default="<prometheus>/-/reload",
     ),
     Setting(
+        "rules_reload_timeout",
+        120.0,
+        "Seconds to wait for a rules reload; Prometheus answers once it has reread every rule file",
+        _positive_float,
+        "SECONDS",
+    ),
+    Setting(
         "rules_prometheusrule",
         False,
         "Manage recording rules as one PrometheusRule per SLO (prometheus-operator) and read SLIs through them",

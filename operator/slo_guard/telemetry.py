@@ -192,6 +192,12 @@ class OperatorMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.rule_sync_duration = Histogram(
+            "slo_guard_rule_sync_duration_seconds",
+            "Wall time of one write of the managed recording rules, including Prometheus's reload.",
+            buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+            registry=self.registry,
+        )
         self.managed_rule_groups = Gauge(
             "slo_guard_managed_rule_groups",
             "Recording rule groups in the last rules slo-guard wrote.",

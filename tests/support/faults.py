@@ -28,9 +28,9 @@ class RecordedRequest:
 class FaultProxy:
     """Forwards to `upstream` (e.g. a real Prometheus) unless told to misbehave.
 
-    Change `delay` (seconds before forwarding), `undelayed` (how many of the first requests skip the delay) or
-    `fail_with` (answer this HTTP status without forwarding) at any time; hold() keeps requests waiting until
-    release(). `requests` lists every request received, in order, and `max_in_flight` the most requests it was
+    Change `delay` (seconds before answering or forwarding), `undelayed` (how many of the first requests skip the
+    delay) or `fail_with` (answer this HTTP status without forwarding) at any time; hold() keeps requests waiting
+    until release(). `requests` lists every request received, in order, and `max_in_flight` the most requests it was
     ever serving at once. With `upstream=None` every request that is not failed gets 502.
     """
 
@@ -115,12 +115,12 @@ class FaultProxy:
     ) -> _Answer:
         self._released.wait()
         delay = self.delay if position > self.undelayed else 0.0
-        if self.fail_with is not None:
-            error = {"status": "error", "errorType": "injected", "error": f"FaultProxy answered {self.fail_with}"}
-            return _Answer(self.fail_with, "application/json", json.dumps(error).encode())
         # Waiting on the stop event lets stop() end a long delay at once.
         if delay and self._stopping.wait(delay):
             return _Answer(503, "text/plain", b"proxy stopping")
+        if self.fail_with is not None:
+            error = {"status": "error", "errorType": "injected", "error": f"FaultProxy answered {self.fail_with}"}
+            return _Answer(self.fail_with, "application/json", json.dumps(error).encode())
         if self.upstream is None:
             return _Answer(502, "text/plain", b"no upstream")
         return _forward(f"{self.upstream}{path}", method=method, headers=headers, body=body)

@@ -33,12 +33,18 @@ class RuleSinkError(Exception):
     """The rules could not be written or Prometheus did not reload them."""
 
 
+class ReloadTimedOut(RuleSinkError):
+    """Prometheus did not answer the reload in time; it is most likely still rereading every rule file."""
+
+
 @dataclass(frozen=True, slots=True)
 class RuleFileSettings:
     path: Path
     """The rule file; Prometheus's `rule_files` must include it."""
     reload_url: str | None
     """POSTed after each write (Prometheus's `/-/reload`, which needs --web.enable-lifecycle); None: no reload."""
+    reload_timeout: float = 120.0
+    """Prometheus answers a reload once it has reread every rule file: tens of seconds at thousands of SLOs."""
 
 
 class FileRuleSink:
@@ -63,7 +69,8 @@ class FileRuleSink:
             policy=RetryPolicy(
                 attempts=prometheus.retries + 1, base_delay=prometheus.backoff_base, max_delay=prometheus.backoff_max
             ),
-            retryable=lambda error: isinstance(error, RuleSinkError),
+            # A timed-out reload is still running: a retry would queue a second full reread behind it.
+            retryable=lambda error: isinstance(error, RuleSinkError) and not isinstance(error, ReloadTimedOut),
         )
 
     async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
@@ -86,7 +93,11 @@ class FileRuleSink:
         url = self._settings.reload_url
         assert url is not None
         try:
-            response = self._session.post(url, timeout=self._prometheus.timeout)
+            response = self._session.post(url, timeout=self._settings.reload_timeout)
+        except requests.Timeout as error:
+            raise ReloadTimedOut(
+                f"reloading Prometheus at {url} took longer than {self._settings.reload_timeout:g} s"
+            ) from error
         except requests.RequestException as error:
             raise RuleSinkError(f"reloading Prometheus at {url} failed: {error}") from error
         if response.status_code != 200:

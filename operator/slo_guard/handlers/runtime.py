@@ -606,7 +606,11 @@ def _rule_file_settings(args: argparse.Namespace, *, prometheus: PrometheusSetti
     if args.rules_file is None:
         return None
     reload_url = args.rules_reload_url or f"{prometheus.base_url}/-/reload"
-    return RuleFileSettings(path=Path(args.rules_file), reload_url=None if reload_url == "none" else reload_url)
+    return RuleFileSettings(
+        path=Path(args.rules_file),
+        reload_url=None if reload_url == "none" else reload_url,
+        reload_timeout=args.rules_reload_timeout,
+    )
 
 
 def _interval(body: Mapping[str, Any]) -> float:

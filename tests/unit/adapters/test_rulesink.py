@@ -9,7 +9,7 @@ import yaml
 from tests.support.faults import FaultProxy
 
 from slo_guard.adapters.prometheus import PrometheusSettings
-from slo_guard.adapters.rulesink import FileRuleSink, RuleFileSettings, RuleSinkError
+from slo_guard.adapters.rulesink import FileRuleSink, ReloadTimedOut, RuleFileSettings, RuleSinkError
 
 GROUP = {"name": "g", "interval": "30s", "rules": [{"record": "a:b", "expr": "vector(1)"}]}
 RULES = {"shop/checkout": [GROUP]}
@@ -42,3 +42,23 @@ async def test_a_failed_reload_raises_and_the_next_write_tries_again(tmp_path: P
         await sink.write(RULES)
         sink.close()
         assert len(reloads(prometheus)) == 3, "unchanged text is still reloaded after a failure"
+
+
+async def test_a_reload_waits_for_its_own_timeout_not_the_query_timeout_and_one_that_times_out_is_not_repeated(
+    tmp_path: Path,
+) -> None:
+    """Prometheus answers a reload only after rereading every rule file, longer than a query takes at scale;
+    a reload that timed out is still running there, and a retry would queue a second one behind it."""
+    quick_queries = PrometheusSettings(url="http://127.0.0.1:9", retries=2, backoff_base=0.01, timeout=0.1)
+    with FaultProxy(None, fail_with=200, delay=0.5) as prometheus:
+        url = f"{prometheus.url}/-/reload"
+        sink = FileRuleSink(RuleFileSettings(path=tmp_path / "r.yaml", reload_url=url, reload_timeout=5), quick_queries)
+        await sink.write(RULES)
+        assert len(reloads(prometheus)) == 1, "a 0.5 s reload is not cut off by the 0.1 s query timeout"
+        sink.close()
+
+        impatient = FileRuleSink(RuleFileSettings(path=tmp_path / "r.yaml", reload_url=url, reload_timeout=0.2), FAST)
+        with pytest.raises(ReloadTimedOut, match=r"longer than 0\.2 s"):
+            await impatient.write({"shop/other": [GROUP]})
+        impatient.close()
+        assert len(reloads(prometheus)) == 2, "the timed-out reload was not sent again"
