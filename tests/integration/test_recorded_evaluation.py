@@ -205,6 +205,22 @@ async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: Worl
     assert per_cycle == {1: 2, 30: 2}, "one batch of two queries answers all of every SLO's queries"
 
 
+async def test_passes_that_started_just_before_the_cycles_batch_was_read_use_it_too(
+    world: World, client: PrometheusClient
+) -> None:
+    """With thousands of SLOs, passes overlap: one that started before the batch was read must not read it again."""
+    slos = objectives(world, 4)
+    _, source = await write_rules(world, client, slos)
+    await wait_until_recorded(world, source, slos)
+    await asyncio.sleep(1.1)
+    sent = world.queries_sent()
+    at = datetime.now(UTC)
+    started_earlier = [at - timedelta(seconds=0.5), at - timedelta(seconds=0.2), at - timedelta(seconds=0.4)]
+    for slo, started in zip(slos, [at, *started_earlier], strict=True):
+        await measure(slo, source, at=started, settings=SETTINGS)
+    assert world.queries_sent() - sent == 2, "one batch of two queries for the whole cycle"
+
+
 async def test_a_new_slo_is_evaluated_by_direct_queries_reused_for_their_refresh_period(
     world: World, client: PrometheusClient
 ) -> None:
