@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from tests.support.kube import ApiStatusError, Body, EmulatorClient, KubeClient, deployment_manifest, write_kubeconfig
+from tests.support.lifecycle import Started
 from tests.support.openmetrics import PiecewiseRate, Resolution, backfill_file, sample_times
 from tests.support.prometheus import PrometheusServer, free_ports, terminate
 
@@ -189,7 +189,7 @@ class CreateStats:
         return self.created / self.seconds if self.seconds > 0 else float("inf")
 
 
-class EmulatorProcess:
+class EmulatorProcess(Started):
     """`python -m tests.support.emulator` with the project's CRD, in its own process, plus a kubeconfig for it.
 
     `client` is its control API (request log, faults, watch disturbances), `kube` a plain JSON client.
@@ -270,14 +270,6 @@ class EmulatorProcess:
     def stop(self) -> None:
         terminate(self._process, timeout=STOP_TIMEOUT)
         self._process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 class _ConnectionPerThread:
@@ -371,7 +363,7 @@ def exposition(rates: Sequence[ServiceRates], *, at: float) -> str:
     return "\n".join(lines)
 
 
-class ManyServicesExporter:
+class ManyServicesExporter(Started):
     """One loopback HTTP server whose `/metrics` holds two counters per service, computed at request time.
 
     The counters are `rate x (now - start)` (piecewise, see ServiceRates), so they need no ticking thread and a
@@ -435,14 +427,6 @@ class ManyServicesExporter:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 class _QuietHTTPServer(ThreadingHTTPServer):
@@ -634,7 +618,7 @@ class PrometheusProcess(PrometheusServer):
 # --- the operator ---------------------------------------------------------------------------------------------------
 
 
-class OperatorRunner:
+class OperatorRunner(Started):
     """`python -m slo_guard run` against `kubeconfig` and `prometheus_url`, logging JSON to `workdir/operator.log`.
 
     The runner passes `--prometheus`, `--standalone` (unless `standalone=False`), `--log-format json`,
@@ -743,16 +727,8 @@ class OperatorRunner:
         terminate(self._process, timeout=STOP_TIMEOUT)
         self._process = None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class OperatorFleet:
+class OperatorFleet(Started):
     """Several OperatorRunners started together (all launched, then each awaited) and stopped together.
 
     `ready_timeout` bounds the wait for each replica's /readyz, which comes only once kopf has picked up every SLO.
@@ -776,14 +752,6 @@ class OperatorFleet:
     def stop(self) -> None:
         for runner in self.runners:
             runner.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 # --- manifests ------------------------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from tests.support.lifecycle import Started
 
 TICK = 0.1
 """Seconds between counter updates."""
@@ -76,7 +77,7 @@ class _Meter:
         return whole
 
 
-class SyntheticService:
+class SyntheticService(Started):
     """Serves `/metrics` and `/control` on 127.0.0.1 (port 0 picks a free one) and ticks in the background."""
 
     def __init__(self, traffic: Traffic | None = None, *, port: int = 0) -> None:
@@ -126,14 +127,6 @@ class SyntheticService:
         self._server.server_close()
         for thread in self._threads:
             thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def metrics_text(self) -> bytes:
         with self._lock:

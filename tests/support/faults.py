@@ -10,8 +10,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
+
+from tests.support.lifecycle import Started
 
 # Hop-by-hop headers, plus Accept-Encoding so the answer comes back plain and is relayed as is.
 _NOT_FORWARDED = {"connection", "keep-alive", "transfer-encoding", "host", "content-length", "accept-encoding"}
@@ -25,7 +26,7 @@ class RecordedRequest:
     headers: Mapping[str, str]
 
 
-class FaultProxy:
+class FaultProxy(Started):
     """Forwards to `upstream` (e.g. a real Prometheus) unless told to misbehave.
 
     Change `delay` (seconds before answering or forwarding), `undelayed` (how many of the first requests skip the
@@ -89,14 +90,6 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _answer(self, *, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> _Answer:
         with self._lock:

@@ -16,8 +16,9 @@ import urllib.request
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from tests.support.lifecycle import Started
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_BIN_DIR = REPO_ROOT / ".tools" / "prometheus" / "usr" / "bin"
@@ -91,7 +92,7 @@ def terminate(process: subprocess.Popen[bytes] | None, *, timeout: float = STOP_
         process.wait()
 
 
-class PrometheusServer:
+class PrometheusServer(Started):
     """One Prometheus process over `storage_dir`, configured from the arguments.
 
     Use as a context manager, or call start()/stop(); start() again reuses the same port and storage, so a
@@ -163,14 +164,6 @@ class PrometheusServer:
         if len(results) > 1:
             raise PrometheusQueryFailed(f"{expr} returned {len(results)} series, expected at most one")
         return results[0][1] if results else None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _command(self) -> list[str]:
         return [

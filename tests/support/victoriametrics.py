@@ -16,11 +16,11 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import pytest
 from tests.support.datasets import openmetrics_text
+from tests.support.lifecycle import Started
 from tests.support.prometheus import PrometheusQueryFailed, find_binary, free_port, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def prometheus_text(openmetrics: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Process:
+class _Process(Started):
     """A Go binary of the VictoriaMetrics family on a free loopback port, ready once /health answers."""
 
     name = ""
@@ -86,14 +86,6 @@ class _Process:
     def stop(self) -> None:
         process, self._process = self._process, None
         terminate(process)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _command(self) -> list[str]:
         raise NotImplementedError
