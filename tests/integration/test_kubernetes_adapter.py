@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 from collections.abc import Iterator
@@ -49,7 +48,6 @@ MERGE_PATCH = "application/merge-patch+json"
 WEB = Target("Deployment", "web")
 FAST = KubernetesSettings(timeout=5.0, retries=3, backoff_base=0.01, backoff_max=0.02)
 """Real waits between attempts, kept tiny: the tests are about how many attempts, not how long."""
-_namespaces = itertools.count()
 
 
 class RecordingSleep:
@@ -71,11 +69,8 @@ def emulator() -> Iterator[KubeEmulator]:
 
 @pytest.fixture
 def namespace(emulator: KubeEmulator) -> Iterator[str]:
-    """A fresh namespace per test, so request logs and objects never mix between tests."""
-    name = f"adapter-{next(_namespaces)}"
-    emulator.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    emulator.clear_faults()
+    with emulator.scratch_namespace("adapter") as name:
+        yield name
 
 
 @pytest.fixture

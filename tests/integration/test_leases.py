@@ -4,7 +4,6 @@ refusals mean, and two coordinators sharing one API server."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,6 @@ SETTINGS = KubernetesSettings(
 """A write bucket that would hold a second write for 100 s: lease writes must not wait for it."""
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 WHOLE_SECOND = datetime(2026, 12, 5, 2, 56, 50, tzinfo=UTC)
-_namespaces = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +38,8 @@ def emulator() -> Iterator[KubeEmulator]:
 
 @pytest.fixture
 def namespace(emulator: KubeEmulator) -> Iterator[str]:
-    name = f"leases-{next(_namespaces)}"
-    emulator.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    emulator.clear_faults()
+    with emulator.scratch_namespace("leases") as name:
+        yield name
 
 
 @pytest.fixture

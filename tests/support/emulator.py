@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import datetime
 import functools
+import itertools
 import json
 import os
 import signal
@@ -277,6 +278,7 @@ class KubeEmulator(kmock.KubernetesScaffold):
     _calls: CallTally = attrs.field(init=False, factory=CallTally)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(init=False, default=None)
     _base_url: str | None = attrs.field(init=False, default=None)
+    _scratch_namespaces: Iterator[int] = attrs.field(init=False, factory=itertools.count)
 
     def __attrs_post_init__(self) -> None:
         # kmock's scaffold would register its stateless fallbacks here; this class serves those paths itself.
@@ -836,6 +838,16 @@ class KubeEmulator(kmock.KubernetesScaffold):
     def clear_faults(self) -> None:
         """Disarm every fault rule."""
         self._call(self._faults.clear)
+
+    @contextlib.contextmanager
+    def scratch_namespace(self, prefix: str) -> Iterator[str]:
+        """A namespace no other test uses, so request logs and objects never mix; faults are disarmed after."""
+        name = f"{prefix}-{next(self._scratch_namespaces)}"
+        self.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        try:
+            yield name
+        finally:
+            self.clear_faults()
 
     def drop_watches(self, resource: str | None = None) -> int:
         """End the open watch streams (of one resource, or all) as a broken connection would; returns how many."""
