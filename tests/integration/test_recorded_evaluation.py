@@ -155,6 +155,15 @@ async def wait_until_recorded(world: World, source: RecordedSource, slos: list[O
     raise AssertionError("the managed recording rules never answered every query")
 
 
+async def recorded_rules(
+    world: World, client: PrometheusClient, slos: list[Objective]
+) -> tuple[ManagedRules, RecordedSource]:
+    """The SLOs' rules written and answering every query, as in a running operator's steady state."""
+    rules, source = await write_rules(world, client, slos)
+    await wait_until_recorded(world, source, slos)
+    return rules, source
+
+
 def direct_at_rule_evaluation(world: World, slo: Objective, *, at: datetime) -> dict[int, float | None]:
     """Each window's error ratio queried directly at the time its rule group last ran before `at`."""
     evaluated = {
@@ -176,8 +185,7 @@ async def test_recorded_values_are_what_prometheus_answers_when_the_rules_run(
     world: World, client: PrometheusClient
 ) -> None:
     slos = objectives(world, 3)
-    rules, source = await write_rules(world, client, slos)
-    await wait_until_recorded(world, source, slos)
+    rules, _ = await recorded_rules(world, client, slos)
     at = datetime.now(UTC)
     fresh = RecordedSource(rules, client, metrics=world.metrics)
     for slo in slos:
@@ -195,8 +203,7 @@ async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: Worl
     per_cycle = {}
     for count in (1, 30):
         slos = objectives(world, count)
-        _, source = await write_rules(world, client, slos)
-        await wait_until_recorded(world, source, slos)
+        _, source = await recorded_rules(world, client, slos)
         await asyncio.sleep(1.1)
         sent = world.queries_sent()
         at = datetime.now(UTC)
@@ -210,8 +217,7 @@ async def test_passes_that_started_just_before_the_cycles_batch_was_read_use_it_
 ) -> None:
     """With thousands of SLOs, passes overlap: one that started before the batch was read must not read it again."""
     slos = objectives(world, 4)
-    _, source = await write_rules(world, client, slos)
-    await wait_until_recorded(world, source, slos)
+    _, source = await recorded_rules(world, client, slos)
     await asyncio.sleep(1.1)
     sent = world.queries_sent()
     at = datetime.now(UTC)
@@ -225,8 +231,7 @@ async def test_a_new_slo_is_evaluated_by_direct_queries_reused_for_their_refresh
     world: World, client: PrometheusClient
 ) -> None:
     recorded_slos = objectives(world, 1)
-    rules, source = await write_rules(world, client, recorded_slos)
-    await wait_until_recorded(world, source, recorded_slos)
+    rules, source = await recorded_rules(world, client, recorded_slos)
     newcomer = objective("newcomer", world.services[2], also=',path!="/never"')
     rules.observe(newcomer)
     plan = measurement_queries(newcomer)
@@ -248,8 +253,7 @@ async def test_a_new_slo_is_evaluated_by_direct_queries_reused_for_their_refresh
 
 async def test_values_of_rules_that_stopped_running_are_not_used(world: World, client: PrometheusClient) -> None:
     slos = objectives(world, 1)
-    rules, source = await write_rules(world, client, slos)
-    await wait_until_recorded(world, source, slos)
+    rules, _ = await recorded_rules(world, client, slos)
     await world.sink.write({})
     slowest = max(refresh_period(w.window, interval=1) for w in measurement_queries(slos[0]).windows)
     await asyncio.sleep(2 * slowest + 1.5)
@@ -264,8 +268,7 @@ async def test_the_value_of_a_rule_that_keeps_failing_is_not_used_while_its_grou
     world: World, client: PrometheusClient
 ) -> None:
     slo = objective("failing-rule", world.services[1], also=',path!="/failing-rule"')
-    rules, source = await write_rules(world, client, [slo])
-    await wait_until_recorded(world, source, [slo])
+    rules, _ = await recorded_rules(world, client, [slo])
     hour = next(window for window in measurement_queries(slo).windows if window.window == HOUR)
     period = refresh_period(HOUR, interval=1)
     assert period > 1, "the 1 h window's group runs every 5 s"
@@ -338,8 +341,7 @@ async def test_an_unreachable_prometheus_fails_the_cycle_without_a_query_storm(
     world: World, client: PrometheusClient
 ) -> None:
     slos = objectives(world, 20)
-    _, source = await write_rules(world, client, slos)
-    await wait_until_recorded(world, source, slos)
+    _, source = await recorded_rules(world, client, slos)
     await asyncio.sleep(1.1)
     world.proxy.fail_with = 503
     try:
@@ -368,8 +370,7 @@ async def test_absent_results_are_recorded_as_minus_infinity_and_read_back_as_ab
         tiers=default_tiers(HOUR, min_step=1),
         evaluation_interval=1,
     )
-    _, source = await write_rules(world, client, [silent])
-    await wait_until_recorded(world, source, [silent])
+    _, source = await recorded_rules(world, client, [silent])
     measured = await measure(silent, source, at=datetime.now(UTC), settings=SETTINGS)
     assert measured.newest_sample_age is None
     assert all(rates.total is None and rates.errors is None for rates in measured.windows.values())
