@@ -483,6 +483,9 @@ class Reconciler:
         after = evaluation.state.value
         if before == after and (after != State.UNKNOWN.value or previous.get("reason") == _reason(evaluation)):
             return
+        if before is None and evaluation.state is State.HEALTHY:
+            # Nothing to notice, and the status says it: at scale these Events would be half of a cold start's writes.
+            return
         type_ = "Warning" if evaluation.state in {State.EXHAUSTED, State.UNKNOWN} else "Normal"
         transition = f"{before or 'New'} -> {after}"
         await self._events.post(

@@ -481,6 +481,19 @@ async def test_a_deny_policy_holds_through_status_alone_and_lets_go_on_recovery(
     assert world.deployment.writes == []
 
 
+async def test_a_new_slo_found_healthy_posts_no_event_but_one_found_exhausted_does() -> None:
+    healthy, exhausted = cluster(PAUSE), cluster(PAUSE)
+    await healthy.run_pass(healthy.operator(), recovered(NOW))
+    await exhausted.run_pass(exhausted.operator(), spent(NOW))
+    assert healthy.slo.status["state"] == "Healthy"
+    assert healthy.events.posted == [], "the status shows a healthy start; 5,000 such Events would flood a cold start"
+    assert "StateExhausted" in exhausted.events.reasons("ServiceLevelObjective")
+    await healthy.run_pass(healthy.operator(), spent(NOW + timedelta(minutes=1)))
+    await healthy.run_pass(healthy.operator(), recovered(NOW + timedelta(minutes=2)))
+    transitions = [event.message.split(":")[0] for event in healthy.events.posted if event.reason.startswith("State")]
+    assert transitions == ["Healthy -> Exhausted", "Exhausted -> Healthy"], "later changes are all announced"
+
+
 async def test_a_dry_run_deny_reports_would_deny_once() -> None:
     world = cluster({**DENY, "mode": "DryRun"})
     operator = world.operator()
