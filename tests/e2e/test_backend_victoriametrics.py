@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.e2e.conftest import PrivateClusters, World, wait_for
 from tests.e2e.scenario import (
     ACT_TIMEOUT,
     HEALTHY,
     RECOVER_TIMEOUT,
+    SLO_API,
+    SLO_KIND,
     guard,
     is_paused,
     matching_samples,
@@ -71,3 +74,24 @@ def test_exhausted_budget_pauses_and_recovery_resumes_on_victoriametrics_with_vm
         assert [action["action"] for action in status["actions"]] == ["Pause", "Resume"]
         [recorded] = matching_samples(metric_families(operator), "slo_guard_recorded_reads_total", source="recorded")
         assert recorded.value > 0, "the operator read what vmalert recorded"
+
+        # Rules are rebuilt when the spec's generation moves, not at every pass: an edit must still reach them.
+        ratio = cluster.kube.get_object(SLO_API, SLO_KIND, "checkout", namespace=namespace)["spec"]["indicator"][
+            "ratio"
+        ]
+        edited = {key: selector.replace("}", ',path!="/edited"}') for key, selector in ratio.items()}
+        cluster.kube.patch_object(
+            SLO_API, SLO_KIND, "checkout", {"spec": {"indicator": {"ratio": edited}}}, namespace=namespace
+        )
+        wait_for(
+            lambda: edited["errors"] in rule_expressions(rules_file),
+            timeout=ACT_TIMEOUT,
+            what="the rule file following the edited indicator",
+        )
+        assert ratio["errors"] not in rule_expressions(rules_file), "the old indicator's rules are gone"
+
+
+def rule_expressions(rules_file: Path) -> str:
+    return "\n".join(
+        rule["expr"] for group in yaml.safe_load(rules_file.read_text())["groups"] for rule in group["rules"]
+    )

@@ -573,13 +573,18 @@ class Runtime:
             self._record(ref, outcome)
 
     def _observe_rules(self, key: str, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        # The API server bumps the generation on every spec change: an unchanged one needs no rebuild of the rules.
+        version = (metadata.get("uid"), metadata.get("generation"))
+        if version[1] is not None and self.rules.is_current(key, version):
+            return
         try:
             objective = objective_from_resource(body, min_step=self.config.min_step)
         except SpecError:
             # The pass itself reports the bad field; a broken SLO has no rules to record.
             self.rules.forget(key)
             return
-        self.rules.observe(objective)
+        self.rules.observe(objective, version=version)
 
     def _record(self, ref: ObjectRef, outcome: Outcome) -> None:
         entry = entry_after_pass(ref, outcome)

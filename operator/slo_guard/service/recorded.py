@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,9 +47,16 @@ class ManagedRules:
         self._intervals: dict[str, int] = {}
         self._periods: dict[str, dict[str, int]] = {}
         """Query key -> {SLO key: period}: a lookup per query must not scan every SLO."""
+        self._versions: dict[str, Hashable] = {}
+        """SLO key -> the spec version its rules were built from, so an unchanged spec costs no rebuild."""
         self.changed = asyncio.Event()
 
-    def observe(self, objective: Objective) -> None:
+    def is_current(self, key: str, version: Hashable) -> bool:
+        """Whether the SLO's rules were built from this spec version (e.g. its uid and generation)."""
+        return self._versions.get(key) == version
+
+    def observe(self, objective: Objective, *, version: Hashable = None) -> None:
+        self._versions[objective.key] = version
         groups = managed_rule_groups(objective, extra=tenant_matchers(objective, self._settings))
         previous = self._groups.get(objective.key)
         if previous != groups:
@@ -62,6 +69,7 @@ class ManagedRules:
             self.changed.set()
 
     def forget(self, key: str) -> None:
+        self._versions.pop(key, None)
         previous = self._groups.pop(key, None)
         if previous is not None:
             del self._intervals[key]
