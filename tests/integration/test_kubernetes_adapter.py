@@ -308,6 +308,33 @@ async def test_held_lists_only_held_deployments_of_that_namespace(
     assert emulator.requests(resource="deployments", namespace=elsewhere) == []
 
 
+async def test_passes_asking_for_held_workloads_at_once_share_one_listing_per_kind(
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
+) -> None:
+    """A thousand new SLOs in one namespace start together; each first pass looks for holds it no longer wants."""
+    create_deployment(emulator, namespace, "web", labels={HELD_LABEL: "true"}, annotations={PAUSED_BY: "checkout"})
+
+    answers = await asyncio.gather(*(workloads.held(namespace=namespace) for _ in range(50)))
+
+    assert {tuple(snapshot.state.target.name for snapshot in answer) for answer in answers} == {("web",)}
+    assert len(emulator.requests(verb="list", resource="deployments", namespace=namespace)) == 1
+    create_deployment(emulator, namespace, "api", labels={HELD_LABEL: "true"}, annotations={PAUSED_BY: "latency"})
+    later = await workloads.held(namespace=namespace)
+    assert {snapshot.state.target.name for snapshot in later} == {"web", "api"}, "a later call lists again"
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_listing_others_wait_for(
+    emulator: KubeEmulator, namespace: str, workloads: KubernetesWorkloads
+) -> None:
+    create_deployment(emulator, namespace, "web", labels={HELD_LABEL: "true"}, annotations={PAUSED_BY: "checkout"})
+    impatient = asyncio.ensure_future(workloads.held(namespace=namespace))
+    patient = asyncio.ensure_future(workloads.held(namespace=namespace))
+    await asyncio.sleep(0)  # both wait on the listing, whose HTTP request runs in a thread
+    impatient.cancel()
+    assert [snapshot.state.target.name for snapshot in await patient] == ["web"]
+    assert impatient.cancelled()
+
+
 # Retries, throttling and the circuit breaker.
 
 

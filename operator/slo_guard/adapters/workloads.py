@@ -7,6 +7,7 @@ rolling update's partition to its replica count, which keeps every pod on its cu
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class KubernetesWorkloads:
         self._autoscaling = AutoscalingV2Api(api.client)
         self._clock = clock
         self._served: dict[str, tuple[float, bool]] = {}
+        self._listings: dict[str, asyncio.Future[list[WorkloadSnapshot]]] = {}
 
     async def read(self, *, namespace: str, target: Target, check_autoscaler: bool) -> WorkloadSnapshot:
         """The target as it is now; a missing object, or a kind the cluster does not serve, is `exists=False`."""
@@ -137,7 +139,26 @@ class KubernetesWorkloads:
             raise WorkloadConflict(f"{target} no longer exists") from error
 
     async def held(self, *, namespace: str) -> list[WorkloadSnapshot]:
-        """Every workload of every kind in the namespace that carries the hold label."""
+        """Every workload of every kind in the namespace that carries the hold label.
+
+        Callers asking while a listing of the namespace is in flight share it: the first passes of a thousand new
+        SLOs in one namespace would otherwise list every held workload there a thousand times at once. Safe to
+        share, because each SLO looks only for its own holds, which no other pass writes meanwhile.
+        """
+        listing = self._listings.get(namespace)
+        if listing is None:
+            listing = asyncio.ensure_future(self._list_held(namespace))
+            self._listings[namespace] = listing
+            listing.add_done_callback(partial(self._listed, namespace))
+        # A caller that is cancelled leaves the listing running for the others.
+        return list(await asyncio.shield(listing))
+
+    def _listed(self, namespace: str, listing: asyncio.Future[list[WorkloadSnapshot]]) -> None:
+        del self._listings[namespace]
+        if not listing.cancelled():
+            listing.exception()  # retrieved here too: every caller may have been cancelled
+
+    async def _list_held(self, namespace: str) -> list[WorkloadSnapshot]:
         held: list[WorkloadSnapshot] = []
         for kind in KINDS.values():
             call = partial(
