@@ -9,6 +9,7 @@ back there, where the operator's reader finds it with its two batch queries, as 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 import urllib.parse
@@ -165,7 +166,7 @@ async def test_vmalert_runs_the_rule_file_and_the_recorded_values_are_what_victo
     rules, source = await write_rules(world, client, slos)
     await wait_until_recorded(world, source, slos)
     group_names = {group["name"] for group in world.vmalert.groups()}
-    assert group_names == {group["name"] for groups in rules.by_slo().values() for group in groups}
+    assert group_names == {group["name"] for groups in rules.by_slo().values() for group in json.loads(groups)}
 
     at = datetime.now(UTC)
     for slo, error_share in zip(slos, ERROR_RATIOS, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ FAST = KubernetesSettings(timeout=5.0, retries=1, backoff_base=0.01, backoff_max
 LABELS = {"role": "slo-guard-rules"}
 
 
-def groups(name: str, expr: str = "vector(1)") -> list[dict[str, Any]]:
-    return [{"name": f"sloguard-operator-{name}-30s", "interval": "30s", "rules": [{"record": "a:b", "expr": expr}]}]
+def groups(name: str, expr: str = "vector(1)") -> str:
+    """One SLO's rule groups, as ManagedRules hands them to a sink: a JSON array."""
+    return json.dumps(
+        [{"name": f"sloguard-operator-{name}-30s", "interval": "30s", "rules": [{"record": "a:b", "expr": expr}]}]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +77,7 @@ async def test_each_slo_gets_its_own_prometheusrule_written_only_when_its_rules_
     await sink.write({"shop/checkout": groups("checkout"), "search/api": groups("api")})
     checkout = stored(emulator, "shop", "checkout")
     assert checkout is not None
-    assert checkout["spec"]["groups"] == groups("checkout")
+    assert checkout["spec"]["groups"] == json.loads(groups("checkout"))
     assert checkout["metadata"]["labels"] == {**LABELS, "app.kubernetes.io/managed-by": "slo-guard"}
     assert stored(emulator, "search", "api") is not None
 
@@ -82,7 +86,7 @@ async def test_each_slo_gets_its_own_prometheusrule_written_only_when_its_rules_
     assert len(emulator.writes_to("prometheusrules")) == writes + 1, "only the changed SLO's object is written"
     api_rules = stored(emulator, "search", "api")
     assert api_rules is not None
-    assert api_rules["spec"]["groups"] == groups("api", expr="vector(2)")
+    assert api_rules["spec"]["groups"] == json.loads(groups("api", expr="vector(2)"))
 
 
 async def test_an_slo_whose_rules_are_gone_loses_its_prometheusrule(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from slo_guard.domain.model import Target
 from slo_guard.domain.policy import Change, WorkloadState
@@ -156,8 +156,9 @@ class StatusStore(Protocol):
 
 
 class RuleSink(Protocol):
-    async def write(self, rules: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Make these rule groups, by SLO key (`namespace/name`), the managed rules Prometheus evaluates."""
+    async def write(self, rules: Mapping[str, str]) -> None:
+        """Make these the managed rules Prometheus evaluates: by SLO key (`namespace/name`), the JSON array of
+        that SLO's rule groups."""
         ...
 
 

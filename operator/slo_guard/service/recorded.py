@@ -12,6 +12,7 @@ first run (up to an hour for a 30-day window), its long windows cost one direct 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from slo_guard.domain.recording import (
     query_key,
     query_periods,
 )
-from slo_guard.domain.rules import NAMESPACE_LABEL, SLO_LABEL, RuleGroup
+from slo_guard.domain.rules import NAMESPACE_LABEL, SLO_LABEL
 from slo_guard.service.evaluation import EvaluationSettings, query_all, tenant_matchers
 from slo_guard.service.ports import MetricsSource, PrometheusUnavailable, QueryError, RuleSink, Sample
 from slo_guard.telemetry import OperatorMetrics, RecordedRead
@@ -38,13 +39,24 @@ from slo_guard.telemetry import OperatorMetrics, RecordedRead
 logger = logging.getLogger("slo_guard.recorded")
 
 
+@dataclass(frozen=True, slots=True)
+class _SloRules:
+    text: str
+    """The SLO's rule groups as a JSON array: a fifth of the memory of the dicts, at thousands of SLOs."""
+    groups: int
+    spans: frozenset[int]
+    """Its groups' periods, in seconds."""
+    queries: tuple[str, ...]
+    """The keys of the queries it records."""
+    interval: int
+
+
 class ManagedRules:
     """The recording rules for every SLO this process evaluates; `changed` is set whenever they differ."""
 
     def __init__(self, settings: EvaluationSettings) -> None:
         self._settings = settings
-        self._groups: dict[str, list[RuleGroup]] = {}
-        self._intervals: dict[str, int] = {}
+        self._rules: dict[str, _SloRules] = {}
         self._periods: dict[str, dict[str, int]] = {}
         """Query key -> {SLO key: period}: a lookup per query must not scan every SLO."""
         self._versions: dict[str, Hashable] = {}
@@ -56,23 +68,31 @@ class ManagedRules:
         return self._versions.get(key) == version
 
     def observe(self, objective: Objective, *, version: Hashable = None) -> None:
-        self._versions[objective.key] = version
+        key = objective.key
+        self._versions[key] = version
         groups = managed_rule_groups(objective, extra=tenant_matchers(objective, self._settings))
-        previous = self._groups.get(objective.key)
-        if previous != groups:
-            if previous is not None:
-                self._unindex(objective.key, previous)
-            self._groups[objective.key] = groups
-            self._intervals[objective.key] = objective.evaluation_interval
-            for query, period in query_periods(groups).items():
-                self._periods.setdefault(query, {})[objective.key] = period
-            self.changed.set()
+        text = json.dumps(groups, separators=(",", ":"))
+        previous = self._rules.get(key)
+        if previous is not None and previous.text == text:
+            return
+        if previous is not None:
+            self._unindex(key, previous)
+        periods = query_periods(groups)
+        self._rules[key] = _SloRules(
+            text=text,
+            groups=len(groups),
+            spans=frozenset(parse_duration(group["interval"]) for group in groups),
+            queries=tuple(periods),
+            interval=objective.evaluation_interval,
+        )
+        for query, period in periods.items():
+            self._periods.setdefault(query, {})[key] = period
+        self.changed.set()
 
     def forget(self, key: str) -> None:
         self._versions.pop(key, None)
-        previous = self._groups.pop(key, None)
+        previous = self._rules.pop(key, None)
         if previous is not None:
-            del self._intervals[key]
             self._unindex(key, previous)
             self.changed.set()
 
@@ -80,25 +100,29 @@ class ManagedRules:
         """Seconds between recomputations of the query with this key, the shortest among SLOs sharing it."""
         return min(self._periods.get(query, {}).values(), default=None)
 
-    def _unindex(self, slo: str, groups: list[RuleGroup]) -> None:
-        for query in query_periods(groups):
+    def _unindex(self, slo: str, rules: _SloRules) -> None:
+        for query in rules.queries:
             by_slo = self._periods[query]
             del by_slo[slo]
             if not by_slo:
                 del self._periods[query]
 
-    def by_slo(self) -> dict[str, list[RuleGroup]]:
-        """Every SLO's rule groups by its key, in a stable order so unchanged rules write the same."""
-        return {key: list(self._groups[key]) for key in sorted(self._groups)}
+    def by_slo(self) -> dict[str, str]:
+        """Every SLO's rule groups (a JSON array) by its key, in a stable order so unchanged rules write the same."""
+        return {key: self._rules[key].text for key in sorted(self._rules)}
+
+    @property
+    def group_count(self) -> int:
+        return sum(rules.groups for rules in self._rules.values())
 
     @property
     def periods(self) -> set[int]:
         """Every group's period in seconds, each once."""
-        return {parse_duration(group["interval"]) for groups in self._groups.values() for group in groups}
+        return set().union(*(rules.spans for rules in self._rules.values()))
 
     @property
     def shortest_interval(self) -> int | None:
-        return min(self._intervals.values(), default=None)
+        return min((rules.interval for rules in self._rules.values()), default=None)
 
 
 RULE_WRITE_SHARE = 0.25
@@ -119,7 +143,7 @@ async def sync_rules_forever(
         await rules.changed.wait()
         await asyncio.sleep(settle)
         rules.changed.clear()
-        wanted = rules.by_slo()
+        wanted, groups = rules.by_slo(), rules.group_count
         started = loop.time()
         try:
             await sink.write(wanted)
@@ -132,7 +156,7 @@ async def sync_rules_forever(
         took = loop.time() - started
         metrics.rule_syncs.labels(result="success").inc()
         metrics.rule_sync_duration.observe(took)
-        metrics.managed_rule_groups.set(sum(len(groups) for groups in wanted.values()))
+        metrics.managed_rule_groups.set(groups)
         await asyncio.sleep(_rest_after(took))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from slo_guard.adapters.prometheus import PrometheusSettings
 from slo_guard.adapters.rulesink import FileRuleSink, ReloadTimedOut, RuleFileSettings, RuleSinkError
 
 GROUP = {"name": "g", "interval": "30s", "rules": [{"record": "a:b", "expr": "vector(1)"}]}
-RULES = {"shop/checkout": [GROUP]}
+RULES = {"shop/checkout": json.dumps([GROUP])}
 FAST = PrometheusSettings(url="http://127.0.0.1:9", retries=1, backoff_base=0.01, backoff_max=0.01, timeout=2)
 
 
@@ -59,6 +60,6 @@ async def test_a_reload_waits_for_its_own_timeout_not_the_query_timeout_and_one_
 
         impatient = FileRuleSink(RuleFileSettings(path=tmp_path / "r.yaml", reload_url=url, reload_timeout=0.2), FAST)
         with pytest.raises(ReloadTimedOut, match=r"longer than 0\.2 s"):
-            await impatient.write({"shop/other": [GROUP]})
+            await impatient.write({"shop/other": json.dumps([GROUP])})
         impatient.close()
         assert len(reloads(prometheus)) == 2, "the timed-out reload was not sent again"
