@@ -36,6 +36,7 @@ from slo_guard.resources import (
     objective_from_resource,
 )
 from slo_guard.service.admission import AdmissionReviewer
+from slo_guard.service.bodies import CompactBodies
 from slo_guard.service.evaluation import EvaluationSettings
 from slo_guard.service.gate_board import GateBoard, entry_after_pass, entry_from_resource
 from slo_guard.service.health import EvaluationHeartbeats
@@ -231,7 +232,7 @@ class Runtime:
             ),
         )
         self.gates = GateBoard()
-        self.slo_bodies: dict[str, Mapping[str, Any]] = {}
+        self.slo_bodies = CompactBodies()
         """kopf's body of every SLO this process evaluates, by `namespace/name`; kopf updates it in place."""
         self._gate_server = (
             GateServer(self.gates, port=config.gate_port, metrics=self.metrics, token_file=config.gate_token_file)
@@ -328,9 +329,10 @@ class Runtime:
     def _shard_gained(self, shard: int) -> None:
         assert self.sharding is not None
         logger.info("shard gained", extra={"shard": shard, "sharding": self.sharding.describe()})
-        for key, body in self.slo_bodies.items():
-            if shard_of(key, self.config.shards) == shard and not self._paused:
-                self.scheduler.add(key, interval=_interval(body))
+        if self._paused:
+            return
+        for key in [key for key in self.slo_bodies if shard_of(key, self.config.shards) == shard]:
+            self.scheduler.add(key, interval=_interval(self.slo_bodies[key]))
 
     async def _shard_releasing(self, shard: int) -> None:
         """Stop the shard's SLOs here and wait for their passes in flight, before another replica may start them."""
