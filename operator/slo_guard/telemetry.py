@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from slo_guard.domain.admission import AdmissionDecision
 from slo_guard.domain.durations import format_duration
@@ -88,8 +93,6 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         """Where the metrics live; a fresh registry by default so tests never share counters."""
-        self._burn_windows: dict[tuple[str, str], set[str]] = {}
-        """The burn-rate windows exported per SLO, so they are dropped without scanning every series."""
         self.prometheus_requests = Counter(
             "slo_guard_prometheus_requests",
             "HTTP requests to Prometheus (one per attempt), by how they ended.",
@@ -126,27 +129,9 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.sli = Gauge(
-            "slo_guard_sli", "SLI over the SLO window (fraction of good events).", _SLO, registry=self.registry
-        )
-        self.error_budget_remaining = Gauge(
-            "slo_guard_error_budget_remaining",
-            "Fraction of the error budget left over the SLO window; negative when overspent.",
-            _SLO,
-            registry=self.registry,
-        )
-        self.burn_rate = Gauge(
-            "slo_guard_burn_rate",
-            "Burn rate per window (1 spends the budget exactly).",
-            [*_SLO, "window"],
-            registry=self.registry,
-        )
-        self.state = Gauge(
-            "slo_guard_state",
-            "1 for the SLO's current state, 0 for the others.",
-            [*_SLO, "state"],
-            registry=self.registry,
-        )
+        self.slos = SloSeries()
+        """The per-SLO gauges (slo_guard_sli, _error_budget_remaining, _burn_rate, _state)."""
+        self.registry.register(self.slos)
         self.actions = Counter(
             "slo_guard_actions",
             "Actions on target workloads, by action and result.",
@@ -227,28 +212,12 @@ class OperatorMetrics:
 
     def record_evaluation(self, *, namespace: str, name: str, evaluation: Evaluation) -> None:
         """Per-SLO gauges; values an Unknown evaluation does not have are removed rather than left stale."""
-        slo = (namespace, name)
-        _set_or_clear(self.sli, slo, evaluation.sli)
-        _set_or_clear(self.error_budget_remaining, slo, evaluation.budget_remaining)
-        burns = {format_duration(window): burn for window, burn in (evaluation.burn_rates or {}).items()}
-        for window in self._burn_windows.get(slo, set()) - burns.keys():
-            _set_or_clear(self.burn_rate, (*slo, window), None)
-        for window, burn in burns.items():
-            _set_or_clear(self.burn_rate, (*slo, window), burn)
-        self._burn_windows[slo] = {window for window, burn in burns.items() if burn is not None}
-        for state in State:
-            self.state.labels(namespace, name, state.value).set(1 if state is evaluation.state else 0)
+        self.slos.record(namespace, name, evaluation)
 
     def forget_slo(self, *, namespace: str, name: str) -> None:
         """Drop every series of an SLO deleted, or evaluated by another replica now, so dashboards never count it
-        twice and churn cannot grow the registry. Costs a few lookups, whatever the number of SLOs."""
-        slo = (namespace, name)
-        _set_or_clear(self.sli, slo, None)
-        _set_or_clear(self.error_budget_remaining, slo, None)
-        for window in self._burn_windows.pop(slo, set()):
-            _set_or_clear(self.burn_rate, (*slo, window), None)
-        for state in State:
-            _set_or_clear(self.state, (*slo, state.value), None)
+        twice and churn cannot grow the registry."""
+        self.slos.forget(namespace, name)
 
     def count_action(self, *, action: str, result: str) -> None:
         self.actions.labels(action=action, result=result).inc()
@@ -274,11 +243,71 @@ class OperatorMetrics:
 _SLO = ["namespace", "slo"]
 
 
-def _set_or_clear(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
-    if value is None:
-        # prometheus_client keeps children in a private dict keyed by label values; a lookup there is O(1), where
-        # listing every child per pass would cost O(SLOs).
-        if labels in gauge._metrics:
-            gauge.remove(*labels)
-        return
-    gauge.labels(*labels).set(value)
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    sli: float | None
+    budget_remaining: float | None
+    burn_rates: tuple[tuple[str, float], ...]
+    state: State
+
+
+class SloSeries(Collector):
+    """The per-SLO gauges, built at each scrape from each SLO's latest evaluation.
+
+    One prometheus_client child per series cost about 10 KiB per SLO (14 series); one record per SLO costs a
+    tenth of that, and an SLO's series come and go together, so none is left stale.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], _Latest] = {}
+
+    def record(self, namespace: str, name: str, evaluation: Evaluation) -> None:
+        burns = tuple(
+            (_window_label(window), burn)
+            for window, burn in sorted((evaluation.burn_rates or {}).items())
+            if burn is not None
+        )
+        self._latest[(namespace, name)] = _Latest(evaluation.sli, evaluation.budget_remaining, burns, evaluation.state)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._latest.pop((namespace, name), None)
+
+    def describe(self) -> list[Metric]:
+        return list(_families())
+
+    def collect(self) -> Iterator[Metric]:
+        sli, budget, burn, state = _families()
+        # A copy in one step: scrapes may run on another thread than the passes that record.
+        for (namespace, name), latest in list(self._latest.items()):
+            if latest.sli is not None:
+                sli.add_metric([namespace, name], latest.sli)
+            if latest.budget_remaining is not None:
+                budget.add_metric([namespace, name], latest.budget_remaining)
+            for window, value in latest.burn_rates:
+                burn.add_metric([namespace, name, window], value)
+            for each in State:
+                state.add_metric([namespace, name, each.value], 1 if each is latest.state else 0)
+        yield from (sli, budget, burn, state)
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily("slo_guard_sli", "SLI over the SLO window (fraction of good events).", labels=_SLO),
+        GaugeMetricFamily(
+            "slo_guard_error_budget_remaining",
+            "Fraction of the error budget left over the SLO window; negative when overspent.",
+            labels=_SLO,
+        ),
+        GaugeMetricFamily(
+            "slo_guard_burn_rate", "Burn rate per window (1 spends the budget exactly).", labels=[*_SLO, "window"]
+        ),
+        GaugeMetricFamily(
+            "slo_guard_state", "1 for the SLO's current state, 0 for the others.", labels=[*_SLO, "state"]
+        ),
+    )
+
+
+@functools.cache
+def _window_label(window: int) -> str:
+    """One string per window for every SLO, not one per SLO."""
+    return format_duration(window)

@@ -55,3 +55,16 @@ def test_forgetting_an_slo_removes_all_its_series_and_none_of_another() -> None:
     assert of(series(metrics), "checkout") == set()
     assert of(series(metrics), "search") == kept
     assert len(kept) == 2 + 2 + len(State)
+
+
+def test_the_state_series_say_1_for_the_current_state_and_0_for_the_others() -> None:
+    metrics = OperatorMetrics()
+    metrics.record_evaluation(namespace="shop", name="checkout", evaluation=healthy({300: 2.0}))
+    exposed = text_string_to_metric_families(generate_latest(metrics.registry).decode())
+    states = {
+        sample.labels["state"]: sample.value
+        for family in exposed
+        if family.name == "slo_guard_state"
+        for sample in family.samples
+    }
+    assert states == {state.value: (1.0 if state is State.HEALTHY else 0.0) for state in State}
