@@ -87,6 +87,7 @@ class CircuitBreaker:
         """Run `fn()` if the breaker admits it; errors for which `is_failure` is false count as success."""
         if self._admit():
             probe = self._probe = asyncio.ensure_future(self._run_probe(fn))
+            probe.add_done_callback(retrieve_outcome)
             # Shielded: callers that give up on the probe (e.g. when another call of theirs failed fast) must not
             # cancel it, or no probe would ever finish and close the breaker.
             return await asyncio.shield(probe)
@@ -306,3 +307,9 @@ class Remote:
             rng=self._rng,
             requested_delay=self._requested_delay,
         )
+
+
+def retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    """Mark a shared future's exception as seen: when all who awaited it gave up, asyncio would log it as lost."""
+    if not future.cancelled():
+        future.exception()

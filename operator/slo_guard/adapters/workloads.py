@@ -18,6 +18,7 @@ from kubernetes.client import AutoscalingV2Api, CustomObjectsApi
 
 from slo_guard.adapters.kubernetes_api import MERGE_PATCH, KubernetesApi, ObjectNotFound
 from slo_guard.adapters.managed_fields import FIELD_MANAGER, field_owner
+from slo_guard.adapters.resilience import retrieve_outcome
 from slo_guard.domain.model import Target
 from slo_guard.domain.policy import (
     HELD_LABEL,
@@ -149,14 +150,10 @@ class KubernetesWorkloads:
         if listing is None:
             listing = asyncio.ensure_future(self._list_held(namespace))
             self._listings[namespace] = listing
-            listing.add_done_callback(partial(self._listed, namespace))
+            listing.add_done_callback(lambda _: self._listings.pop(namespace, None))
+            listing.add_done_callback(retrieve_outcome)
         # A caller that is cancelled leaves the listing running for the others.
         return list(await asyncio.shield(listing))
-
-    def _listed(self, namespace: str, listing: asyncio.Future[list[WorkloadSnapshot]]) -> None:
-        del self._listings[namespace]
-        if not listing.cancelled():
-            listing.exception()  # retrieved here too: every caller may have been cancelled
 
     async def _list_held(self, namespace: str) -> list[WorkloadSnapshot]:
         held: list[WorkloadSnapshot] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable
 
@@ -207,6 +208,39 @@ async def test_a_probe_whose_caller_gives_up_still_runs_and_decides_the_breaker(
     finish_probe.set()
     await probe_finished.wait()
     assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_failed_probe_nobody_waits_for_any_more_is_not_logged_as_a_lost_error() -> None:
+    """Under load every caller of a probe may give up; its failure still reopens the breaker, quietly."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    try:
+        clock = FakeClock()
+        breaker = make_breaker(clock)
+        await open_breaker(breaker)
+        clock.now += 30
+        probe_started, finish_probe = asyncio.Event(), asyncio.Event()
+
+        async def failing_probe() -> str:
+            probe_started.set()
+            await finish_probe.wait()
+            raise Boom("still down")
+
+        caller = asyncio.create_task(breaker.call(failing_probe))
+        await probe_started.wait()
+        caller.cancel()
+        finish_probe.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        for _ in range(3):
+            await asyncio.sleep(0)
+        del caller
+        gc.collect()
+        assert breaker.state is BreakerState.OPEN
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
 
 
 async def test_a_probe_cancelled_itself_lets_the_next_caller_probe() -> None:
