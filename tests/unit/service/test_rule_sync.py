@@ -1,4 +1,5 @@
-"""How often the managed recording rules are rewritten while SLOs keep changing (a cold start of thousands)."""
+"""The managed recording rules: what they tell the batch reader, and how often they are rewritten while SLOs keep
+changing (a cold start of thousands)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ HOUR = 3600
 WRITE_SECONDS = 0.2
 
 
-def objective(name: str) -> Objective:
+def objective(name: str, *, interval: int = 10) -> Objective:
     return Objective(
         name=name,
         namespace="shop",
@@ -25,7 +26,7 @@ def objective(name: str) -> Objective:
         window=HOUR,
         indicator=RatioIndicator(errors=Selector("http_errors_total"), total=Selector("http_requests_total")),
         tiers=default_tiers(HOUR, min_step=1),
-        evaluation_interval=10,
+        evaluation_interval=interval,
     )
 
 
@@ -88,3 +89,23 @@ async def test_a_failing_write_is_retried_no_sooner_than_three_times_its_duratio
     assert min(gaps) >= WRITE_SECONDS * (1 / RULE_WRITE_SHARE - 1), "no sooner than three times its duration"
     failures = metrics.registry.get_sample_value("slo_guard_rule_syncs_total", {"result": "failure"})
     assert failures == len(sink.writes), "every failed write is counted"
+
+
+def test_the_shortest_interval_and_the_group_periods_follow_slos_coming_changing_and_going() -> None:
+    """The batch of recorded values is reread once per shortest interval, for every group period there is."""
+    rules = ManagedRules(EvaluationSettings(max_staleness=30))
+    rules.observe(objective("fast", interval=10), version=("fast", 1))
+    rules.observe(objective("slow", interval=60), version=("slow", 1))
+    assert rules.shortest_interval == 10
+    fast_periods = rules.periods
+    assert 10 in fast_periods
+
+    rules.observe(objective("fast", interval=30), version=("fast", 2))
+    assert rules.shortest_interval == 30
+    assert 10 not in rules.periods, "no group runs every 10 s any more"
+
+    rules.forget("shop/fast")
+    assert rules.shortest_interval == 60
+    rules.forget("shop/slow")
+    assert rules.shortest_interval is None
+    assert rules.periods == set()
