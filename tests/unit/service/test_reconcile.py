@@ -159,6 +159,7 @@ class StoredSLO:
             },
         }
         self.failing = False
+        self.writes = 0
 
     @property
     def status(self) -> dict[str, Any]:
@@ -168,6 +169,7 @@ class StoredSLO:
         if self.failing:
             raise KubernetesUnavailable("Kubernetes API answered 500: injected")
         self.body = merge_patch(self.body, {"status": status})
+        self.writes += 1
 
 
 class NoMetrics:
@@ -492,6 +494,25 @@ async def test_a_new_slo_found_healthy_posts_no_event_but_one_found_exhausted_do
     await healthy.run_pass(healthy.operator(), recovered(NOW + timedelta(minutes=2)))
     transitions = [event.message.split(":")[0] for event in healthy.events.posted if event.reason.startswith("State")]
     assert transitions == ["Healthy -> Exhausted", "Exhausted -> Healthy"], "later changes are all announced"
+
+
+def burning(now: datetime, *, short_burn: float) -> Evaluation:
+    burns = {300: short_burn, 3600: 0.5}
+    return Evaluation(State.HEALTHY, None, "Within budget", now, sli=0.99, budget_remaining=0.5, burn_rates=burns)
+
+
+async def test_burn_rates_moving_alone_are_refreshed_with_the_heartbeat_not_written_at_every_pass() -> None:
+    """A 5-minute burn rate follows every scrape's jitter; 5,000 SLOs would each write their status every cycle."""
+    world = cluster(PAUSE)
+    operator = world.operator()
+    await world.run_pass(operator, burning(NOW, short_burn=0.5))
+    await world.run_pass(operator, burning(NOW + timedelta(minutes=1), short_burn=0.506))
+    assert world.slo.writes == 1
+    await world.run_pass(operator, burning(NOW + timedelta(minutes=5), short_burn=0.51))
+    assert world.slo.writes == 2, "the heartbeat brings the burn rates up to date"
+    assert world.slo.status["burnRates"]["5m"] == 0.51
+    await world.run_pass(operator, spent(NOW + timedelta(minutes=6)))
+    assert world.slo.writes == 3, "a new state is written at once"
 
 
 async def test_a_dry_run_deny_reports_would_deny_once() -> None:
