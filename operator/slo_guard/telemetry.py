@@ -129,9 +129,9 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        self.slos = SloSeries()
+        self._slos = SloSeries()
         """The per-SLO gauges (slo_guard_sli, _error_budget_remaining, _burn_rate, _state)."""
-        self.registry.register(self.slos)
+        self.registry.register(self._slos)
         self.actions = Counter(
             "slo_guard_actions",
             "Actions on target workloads, by action and result.",
@@ -212,12 +212,12 @@ class OperatorMetrics:
 
     def record_evaluation(self, *, namespace: str, name: str, evaluation: Evaluation) -> None:
         """Per-SLO gauges; values an Unknown evaluation does not have are removed rather than left stale."""
-        self.slos.record(namespace, name, evaluation)
+        self._slos.record(namespace, name, evaluation)
 
     def forget_slo(self, *, namespace: str, name: str) -> None:
         """Drop every series of an SLO deleted, or evaluated by another replica now, so dashboards never count it
         twice and churn cannot grow the registry."""
-        self.slos.forget(namespace, name)
+        self._slos.forget(namespace, name)
 
     def count_action(self, *, action: str, result: str) -> None:
         self.actions.labels(action=action, result=result).inc()
