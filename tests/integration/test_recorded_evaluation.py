@@ -164,6 +164,13 @@ async def recorded_rules(
     return rules, source
 
 
+async def at_a_new_cycle(world: World, client: PrometheusClient, slos: list[Objective]) -> RecordedSource:
+    """Rules answering, and the last batch older than the 1 s interval: the next pass reads a new one."""
+    _, source = await recorded_rules(world, client, slos)
+    await asyncio.sleep(1.1)
+    return source
+
+
 def direct_at_rule_evaluation(world: World, slo: Objective, *, at: datetime) -> dict[int, float | None]:
     """Each window's error ratio queried directly at the time its rule group last ran before `at`."""
     evaluated = {
@@ -203,8 +210,7 @@ async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: Worl
     per_cycle = {}
     for count in (1, 30):
         slos = objectives(world, count)
-        _, source = await recorded_rules(world, client, slos)
-        await asyncio.sleep(1.1)
+        source = await at_a_new_cycle(world, client, slos)
         sent = world.queries_sent()
         at = datetime.now(UTC)
         await asyncio.gather(*(measure(slo, source, at=at, settings=SETTINGS) for slo in slos))
@@ -217,8 +223,7 @@ async def test_passes_that_started_just_before_the_cycles_batch_was_read_use_it_
 ) -> None:
     """With thousands of SLOs, passes overlap: one that started before the batch was read must not read it again."""
     slos = objectives(world, 4)
-    _, source = await recorded_rules(world, client, slos)
-    await asyncio.sleep(1.1)
+    source = await at_a_new_cycle(world, client, slos)
     sent = world.queries_sent()
     at = datetime.now(UTC)
     started_earlier = [at - timedelta(seconds=0.5), at - timedelta(seconds=0.2), at - timedelta(seconds=0.4)]
@@ -341,8 +346,7 @@ async def test_an_unreachable_prometheus_fails_the_cycle_without_a_query_storm(
     world: World, client: PrometheusClient
 ) -> None:
     slos = objectives(world, 20)
-    _, source = await recorded_rules(world, client, slos)
-    await asyncio.sleep(1.1)
+    source = await at_a_new_cycle(world, client, slos)
     world.proxy.fail_with = 503
     try:
         sent = world.queries_sent()

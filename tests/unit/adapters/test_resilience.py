@@ -66,6 +66,15 @@ async def open_breaker(breaker: CircuitBreaker) -> None:
     assert breaker.state is BreakerState.OPEN
 
 
+async def cooled_down_breaker() -> CircuitBreaker:
+    """Opened by failures, and its cool-down over: the next call is the half-open probe."""
+    clock = FakeClock()
+    breaker = make_breaker(clock)
+    await open_breaker(breaker)
+    clock.now += 30
+    return breaker
+
+
 def test_breaker_states_have_the_gauge_values() -> None:
     assert [BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN] == [0, 1, 2]
 
@@ -135,10 +144,7 @@ async def test_fast_failures_read_the_same_all_through_the_cool_down() -> None:
 
 
 async def test_half_open_lets_exactly_one_probe_through_and_its_success_closes() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock)
-    await open_breaker(breaker)
-    clock.now += 30
+    breaker = await cooled_down_breaker()
     probe_started, finish_probe = asyncio.Event(), asyncio.Event()
 
     async def slow_probe() -> str:
@@ -171,10 +177,7 @@ async def test_a_failed_probe_reopens_for_a_new_cool_down() -> None:
 
 
 async def test_a_probe_answered_with_a_non_failure_error_closes_the_breaker() -> None:
-    clock = FakeClock()
-    breaker = make_breaker(clock)
-    await open_breaker(breaker)
-    clock.now += 30
+    breaker = await cooled_down_breaker()
 
     async def rejected() -> None:
         raise Harmless
@@ -186,10 +189,7 @@ async def test_a_probe_answered_with_a_non_failure_error_closes_the_breaker() ->
 
 async def test_a_probe_whose_caller_gives_up_still_runs_and_decides_the_breaker() -> None:
     """Callers give up on a probe when another call of theirs failed fast: the probe must still close it."""
-    clock = FakeClock()
-    breaker = make_breaker(clock)
-    await open_breaker(breaker)
-    clock.now += 30
+    breaker = await cooled_down_breaker()
     probe_started, finish_probe, probe_finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def slow_probe() -> str:
@@ -216,10 +216,7 @@ async def test_a_failed_probe_nobody_waits_for_any_more_is_not_logged_as_a_lost_
     reported: list[str] = []
     loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
     try:
-        clock = FakeClock()
-        breaker = make_breaker(clock)
-        await open_breaker(breaker)
-        clock.now += 30
+        breaker = await cooled_down_breaker()
         probe_started, finish_probe = asyncio.Event(), asyncio.Event()
 
         async def failing_probe() -> str:
@@ -245,10 +242,7 @@ async def test_a_failed_probe_nobody_waits_for_any_more_is_not_logged_as_a_lost_
 
 async def test_a_probe_cancelled_itself_lets_the_next_caller_probe() -> None:
     """The event loop closing cancels the probe: it proved nothing."""
-    clock = FakeClock()
-    breaker = make_breaker(clock)
-    await open_breaker(breaker)
-    clock.now += 30
+    breaker = await cooled_down_breaker()
     probes: list[asyncio.Task[object]] = []
     probe_started = asyncio.Event()
 
