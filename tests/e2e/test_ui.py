@@ -78,7 +78,8 @@ async def test_a_person_sees_the_budget_spent_the_pause_and_the_recovery(
 
         switch_source(world, namespace, "checkout", sources.failing)
         wait_for(lambda: is_paused(world, namespace, "checkout"), timeout=ACT_TIMEOUT, what="checkout paused")
-        await eventually(watched, detail, "#summary", "Exhausted", "the detail page to show Exhausted")
+        # The state line, not the whole summary: its "Exhausted in" label matched a page still showing Healthy.
+        await eventually(watched, detail, "#summary .state", "Exhausted", "the detail page to show Exhausted")
         shown = await watched.page.inner_text("#summary")
         spent = gate_answer(world, namespace, "checkout")["errorBudget"]
         assert spent["remaining"] < 0
@@ -101,5 +102,5 @@ async def test_a_person_sees_the_budget_spent_the_pause_and_the_recovery(
         switch_source(world, namespace, "checkout", sources.healthy)
         wait_for(lambda: not is_paused(world, namespace, "checkout"), timeout=ACT_TIMEOUT, what="checkout resumed")
         await eventually(watched, detail, ".timeline", "Resume", "the resume in the timeline")
-        assert "Healthy" in await watched.page.inner_text("#summary")
+        assert "Healthy" in await watched.page.inner_text("#summary .state")
         watched.assert_quiet()
