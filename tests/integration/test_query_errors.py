@@ -73,7 +73,10 @@ def client_settings(url: str, **overrides: Any) -> PrometheusSettings:
 
 
 def sent_queries(proxy: FaultProxy) -> list[str]:
-    return [parse_qs(urlsplit(request.path).query)["query"][0] for request in proxy.requests]
+    """The PromQL of every query request; a stray request (a Prometheus of an earlier test scraping a target port
+    this proxy now has) is not one."""
+    sent = [urlsplit(request.path) for request in proxy.requests]
+    return [parse_qs(url.query)["query"][0] for url in sent if url.path.startswith("/api/v1/query")]
 
 
 def requests_counted(metrics: OperatorMetrics, outcome: PrometheusOutcome) -> float:

@@ -90,7 +90,8 @@ class World:
 
     def query_texts(self, *, since: int) -> list[str]:
         """The PromQL of every query the proxy received after its first `since` requests."""
-        return [parse_qs(urlsplit(request.path).query)["query"][0] for request in self.proxy.requests[since:]]
+        sent = [urlsplit(request.path) for request in self.proxy.requests[since:]]
+        return [parse_qs(url.query)["query"][0] for url in sent if url.path.startswith("/api/v1/query")]
 
     def reads(self, source: str) -> float:
         return self.metrics.recorded_reads.labels(source=source)._value.get()
