@@ -233,7 +233,7 @@ class Runtime:
         )
         self.gates = GateBoard()
         self.slo_bodies = CompactBodies()
-        """kopf's body of every SLO this process evaluates, by `namespace/name`; kopf updates it in place."""
+        """The last body kopf delivered for every SLO this process watches, by `namespace/name`."""
         self._gate_server = (
             GateServer(self.gates, port=config.gate_port, metrics=self.metrics, token_file=config.gate_token_file)
             if config.gate_port
