@@ -335,6 +335,14 @@ OPERATOR_SETTINGS: tuple[Setting, ...] = (
         metavar="LABELS",
     ),
     Setting(
+        "rules_read_every",
+        1.0,
+        "Seconds between reads of what the recording rules wrote since the last read; an SLO's pass runs right "
+        "after the read that brings its values, so this bounds how late it acts on them",
+        _positive_float,
+        "SECONDS",
+    ),
+    Setting(
         "rules_settle",
         2.0,
         "Seconds to gather SLO changes before rewriting the recording rules",

@@ -84,7 +84,34 @@ class RecordedRead(enum.StrEnum):
 _REQUEST_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # Intervals are whole seconds, usually 10 s to 5 m; the fine steps around them show lateness.
-_SPACING_BUCKETS = (0.5, 1, 1.5, 2, 5, 10, 15, 20, 25, 29, 30, 31, 33, 36, 45, 60, 61, 66, 90, 120, 300, 301, 330, 600)
+_SPACING_BUCKETS = (
+    0.5,
+    1,
+    1.5,
+    2,
+    5,
+    9,
+    10,
+    11,
+    15,
+    20,
+    25,
+    29,
+    30,
+    31,
+    33,
+    36,
+    45,
+    60,
+    61,
+    66,
+    90,
+    120,
+    300,
+    301,
+    330,
+    600,
+)
 
 
 class OperatorMetrics:

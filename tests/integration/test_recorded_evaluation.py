@@ -39,7 +39,7 @@ from slo_guard.domain.rules import SLO_LABEL
 from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective, measure
-from slo_guard.service.recorded import ManagedRules, RecordedSource
+from slo_guard.service.recorded import LATE_GROUP_GRACE, ManagedRules, RecordedSource
 from slo_guard.telemetry import OperatorMetrics
 
 pytestmark = pytest.mark.prometheus
@@ -207,6 +207,40 @@ async def test_recorded_values_are_what_prometheus_answers_when_the_rules_run(
         assert recorded.newest_sample_age < 5
 
 
+async def test_follow_hands_over_each_slo_at_the_first_read_after_its_group_ran_with_that_runs_values(
+    world: World, client: PrometheusClient
+) -> None:
+    """Rules mode's reaction: a pass runs right after the read that brings its group's values, on those values."""
+    slos = objectives(world, 3)
+    _, source = await recorded_rules(world, client, slos)
+    interval_group = {f"shop/{slo.name}": slo for slo in slos}
+    handed: dict[str, list[float]] = {key: [] for key in interval_group}
+    previous = started = time.time()
+    reads, sent = 0, world.queries_sent()
+    direct_before = world.reads("direct")
+    while time.time() - started < 4:
+        await asyncio.sleep(0.2)
+        at = datetime.now(UTC)
+        fresh = await source.follow(at)
+        reads += 1
+        for key in fresh:
+            slo = interval_group[key]
+            evaluated = world.prometheus.query_value(
+                f'last_over_time({EVALUATED_RECORD}{{{SLO_LABEL}="{slo.name}",{PERIOD_LABEL}="1s"}}[5s])', at=at
+            )
+            assert evaluated is not None
+            assert evaluated > previous - LATE_GROUP_GRACE, f"{key}: handed over at the first read after its run"
+            assert evaluated not in handed[key], f"{key}: handed over once per run of its group"
+            handed[key].append(evaluated)
+            measured = await measure(slo, source, at=at, settings=SETTINGS)
+            for window, ratio in direct_at_rule_evaluation(world, slo, at=at).items():
+                assert error_ratio(slo.indicator, measured.windows[window]) == pytest.approx(ratio, rel=TOLERANCE)
+        previous = at.timestamp()
+    assert all(len(runs) >= 3 for runs in handed.values()), "every run of a 1 s group in 4 s, give or take one"
+    assert world.reads("direct") == direct_before, "every value came from the reads"
+    assert world.queries_sent() - sent == reads, "one query per read, for what was recorded since the last"
+
+
 async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: World, client: PrometheusClient) -> None:
     per_cycle = {}
     for count in (1, 30):
@@ -216,7 +250,7 @@ async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: Worl
         at = datetime.now(UTC)
         await asyncio.gather(*(measure(slo, source, at=at, settings=SETTINGS) for slo in slos))
         per_cycle[count] = world.queries_sent() - sent
-    assert per_cycle == {1: 2, 30: 2}, "one batch of two queries answers all of every SLO's queries"
+    assert per_cycle == {1: 1, 30: 1}, "one read of what was recorded since the last answers every SLO's queries"
 
 
 async def test_passes_that_started_just_before_the_cycles_batch_was_read_use_it_too(
@@ -230,7 +264,7 @@ async def test_passes_that_started_just_before_the_cycles_batch_was_read_use_it_
     started_earlier = [at - timedelta(seconds=0.5), at - timedelta(seconds=0.2), at - timedelta(seconds=0.4)]
     for slo, started in zip(slos, [at, *started_earlier], strict=True):
         await measure(slo, source, at=started, settings=SETTINGS)
-    assert world.queries_sent() - sent == 2, "one batch of two queries for the whole cycle"
+    assert world.queries_sent() - sent == 1, "one read for the whole cycle"
 
 
 async def test_a_new_slo_is_evaluated_by_direct_queries_reused_for_their_refresh_period(
@@ -270,11 +304,21 @@ async def test_values_of_rules_that_stopped_running_are_not_used(world: World, c
     assert world.reads("direct") - direct_before == queries, "values older than twice their period are not used"
 
 
+async def follow_for(source: RecordedSource, seconds: float) -> None:
+    """Read what was recorded since the last read every half second, as the operator does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await source.follow(datetime.now(UTC))
+        await asyncio.sleep(0.5)
+
+
+@pytest.mark.parametrize("reader", ["new", "following"])
 async def test_the_value_of_a_rule_that_keeps_failing_is_not_used_while_its_group_still_runs(
-    world: World, client: PrometheusClient
+    world: World, client: PrometheusClient, reader: str
 ) -> None:
-    slo = objective("failing-rule", world.services[1], also=',path!="/failing-rule"')
-    rules, _ = await recorded_rules(world, client, [slo])
+    """A new reader reads everything at once; a following one only what came since, where the value stops coming."""
+    slo = objective(f"failing-rule-{reader}", world.services[1], also=f',path!="/failing-rule-{reader}"')
+    rules, following = await recorded_rules(world, client, [slo])
     hour = next(window for window in measurement_queries(slo).windows if window.window == HOUR)
     period = refresh_period(HOUR, interval=1)
     assert period > 1, "the 1 h window's group runs every 5 s"
@@ -286,12 +330,17 @@ async def test_the_value_of_a_rule_that_keeps_failing_is_not_used_while_its_grou
             if rule["labels"].get(QUERY_LABEL) == query_key(hour.total):
                 rule["expr"] = "http_requests_total + on() http_requests_total"
     await world.sink.write({slo.key: json.dumps(groups)})
-    await asyncio.sleep(2 * period + 1.5)
+    if reader == "following":
+        await follow_for(following, 2 * period + 1.5)
+        source = following
+    else:
+        await asyncio.sleep(2 * period + 1.5)
+        source = RecordedSource(rules, client, metrics=world.metrics)
 
     sent = len(world.proxy.requests)
     direct_before = world.reads("direct")
     at = datetime.now(UTC)
-    measured = await measure(slo, RecordedSource(rules, client, metrics=world.metrics), at=at, settings=SETTINGS)
+    measured = await measure(slo, source, at=at, settings=SETTINGS)
     assert hour.total in world.query_texts(since=sent), "a value older than two of its periods is asked directly"
     assert world.reads("direct") - direct_before >= 1
     # The service started minutes ago, so its 1 h rate still grows by a few percent every second.

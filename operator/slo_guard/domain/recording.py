@@ -105,13 +105,14 @@ def query_periods(groups: Sequence[RuleGroup]) -> dict[str, int]:
 def _group(objective: Objective, *, period: int, exprs: Sequence[str]) -> RuleGroup:
     span = format_duration(period)
     labels = {NAMESPACE_LABEL: objective.namespace, SLO_LABEL: objective.name, PERIOD_LABEL: span}
-    rules: list[dict[str, Any]] = [{"record": EVALUATED_RECORD, "expr": "vector(time())", "labels": labels}]
-    rules.extend(
+    rules: list[dict[str, Any]] = [
         {
             "record": VALUE_RECORD,
             "expr": f"({expr}) or on() vector(-Inf)",
             "labels": {**labels, QUERY_LABEL: query_key(expr)},
         }
         for expr in dict.fromkeys(exprs)
-    )
+    ]
+    # Last: a group's rules run in order, so once its time is readable every value it recorded with it is too.
+    rules.append({"record": EVALUATED_RECORD, "expr": "vector(time())", "labels": labels})
     return {"name": f"{GROUP_PREFIX}-{objective.namespace}-{objective.name}-{span}", "interval": span, "rules": rules}

@@ -42,7 +42,13 @@ from slo_guard.service.gate_board import GateBoard, entry_after_pass, entry_from
 from slo_guard.service.health import EvaluationHeartbeats
 from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef, OwnershipLost
 from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings, slo_ref
-from slo_guard.service.recorded import ManagedRules, RecordedSource, sync_rules_forever
+from slo_guard.service.recorded import (
+    LATE_GROUP_GRACE,
+    ManagedRules,
+    RecordedSource,
+    follow_recorded_forever,
+    sync_rules_forever,
+)
 from slo_guard.service.schedule import PassScheduler
 from slo_guard.service.sharding import ShardCoordinator, shard_of
 from slo_guard.telemetry import OperatorMetrics
@@ -108,6 +114,7 @@ class RuntimeConfig:
     rules_prometheusrule_labels: Mapping[str, str] | None = None
     """Manage PrometheusRule objects with these labels; None: no PrometheusRules."""
     rules_settle: float = 2.0
+    rules_read_every: float = 1.0
     gate_port: int = 0
     """0: no gate API."""
     gate_token_file: Path | None = None
@@ -151,6 +158,7 @@ class RuntimeConfig:
                 parse_labels(args.rules_prometheusrule_labels) if args.rules_prometheusrule else None
             ),
             rules_settle=args.rules_settle,
+            rules_read_every=args.rules_read_every,
             ui_port=args.ui_port,
             ui_token_file=Path(args.ui_token_file) if args.ui_token_file else None,
             ui_auth_header=args.ui_auth_header or None,
@@ -209,11 +217,13 @@ class Runtime:
         self.rules = ManagedRules(config.evaluation)
         self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
+        self._recorded_follow: asyncio.Task[None] | None = None
         self._peering_check: asyncio.Task[None] | None = None
         self._first_listing: asyncio.Task[None] | None = None
         metrics_source: MetricsSource = self._prometheus
+        self._recorded: RecordedSource | None = None
         if self._rule_sink is not None:
-            metrics_source = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
+            metrics_source = self._recorded = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
         events = KubernetesEvents(self._kubernetes)
         self.sharding = self._make_sharding()
         self._slo_objects = SLOObjects(self._kubernetes)
@@ -393,6 +403,11 @@ class Runtime:
                 ),
                 name="slo-guard-rule-sync",
             )
+        if self._recorded is not None:
+            self._recorded_follow = asyncio.create_task(
+                follow_recorded_forever(self._recorded, self._run_fresh, every=self.config.rules_read_every),
+                name="slo-guard-recorded-follow",
+            )
         self._first_listing = asyncio.create_task(self._await_first_listing(), name="slo-guard-first-listing")
         self._scheduling = asyncio.create_task(self.scheduler.run(), name="slo-guard-scheduler")
         if self.sharding is not None:
@@ -408,7 +423,13 @@ class Runtime:
                 await asyncio.gather(self._sharding_task, return_exceptions=True)
             await self.sharding.release_all()
             self._lease_api.close()
-        for task in (self._scheduling, self._rule_sync, self._peering_check, self._first_listing):
+        for task in (
+            self._scheduling,
+            self._rule_sync,
+            self._recorded_follow,
+            self._peering_check,
+            self._first_listing,
+        ):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -546,6 +567,11 @@ class Runtime:
         self.gates.forget(key)
         self.slo_bodies.pop(key, None)
         self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
+
+    def _run_fresh(self, key: str) -> None:
+        # Its next slot waits two reads longer than the interval, so the next read that brings its group's values
+        # runs the pass, not a slot just before it on values one interval old.
+        self.scheduler.run_now(key, slack=2 * self.config.rules_read_every + LATE_GROUP_GRACE)
 
     async def _run_pass(self, key: str) -> None:
         body = self.slo_bodies.get(key)

@@ -2,11 +2,13 @@
 
 `ManagedRules` keeps the rule groups of every SLO this process evaluates; `sync_rules_forever` writes them
 to a `RuleSink` (a rule file plus reload, or a PrometheusRule object) whenever they change. `RecordedSource`
-answers the evaluation's queries from one batch of recorded values per cycle, and sends a query directly
-when its value is not recorded yet (a new or edited SLO) or its own latest sample is older than two of its
-group's periods (the rule stopped running, or keeps failing while the rest of its group succeeds). A direct
-answer is reused for the query's refresh period, as a recorded one would be: until a new SLO's slow groups
-first run (up to an hour for a 30-day window), its long windows cost one direct query per period, not per cycle.
+answers the evaluation's queries from the recorded values: read in full once, then only what the groups recorded
+since the previous read, every second from `follow_recorded_forever` (which runs each SLO's pass right after
+its group's new values arrive) or at most once per cycle without it. A query is sent directly when its value
+is not recorded yet (a new or edited SLO) or the value is older than two of its group's periods (the rule
+stopped running, or keeps failing while the rest of its group succeeds). A direct answer is reused for the
+query's refresh period, as a recorded one would be: until a new SLO's slow groups first run (up to an hour for
+a 30-day window), its long windows cost one direct query per period, not per cycle.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from slo_guard.domain.durations import format_duration, parse_duration
@@ -131,9 +133,34 @@ class ManagedRules:
         """Every group's period in seconds, each once."""
         return set(self._spans)
 
+    def interval_of(self, key: str) -> int | None:
+        """The evaluation interval of the SLO with this key, if its rules are managed here."""
+        rules = self._rules.get(key)
+        return rules.interval if rules is not None else None
+
     @property
     def shortest_interval(self) -> int | None:
         return min(self._intervals, default=None)
+
+
+async def follow_recorded_forever(source: RecordedSource, on_fresh: Callable[[str], None], *, every: float) -> None:
+    """Read what the groups recorded every `every` seconds; hand each SLO whose group just ran to `on_fresh`.
+
+    An SLO's pass then runs on values at most `every` seconds older than its group's evaluation, instead of
+    waiting for the next cycle's read and then for its own phase: that made the reaction up to three intervals.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        try:
+            fresh = await source.follow(datetime.now(UTC))
+        except Exception:
+            # Prometheus' own failures are the passes' to report; anything else is a bug, never the loop's end.
+            logger.exception("following the recorded values failed")
+            fresh = []
+        for key in fresh:
+            on_fresh(key)
+        await asyncio.sleep(max(0.0, every - (loop.time() - started)))
 
 
 RULE_WRITE_SHARE = 0.25
@@ -175,40 +202,55 @@ def _rest_after(took: float) -> float:
     return took * (1 / RULE_WRITE_SHARE - 1)
 
 
-@dataclass(slots=True)
-class _Batch:
-    at: float
-    values: dict[str, float] = field(default_factory=dict)
-    """By query key, the value of the group that evaluated last among those recording it; only values whose own
-    latest sample is at most two of their group's periods old."""
-    error: PrometheusUnavailable | QueryError | None = None
+LATE_GROUP_GRACE = 1.0
+"""Seconds a read looks back before the previous one: a group's values become readable when its evaluation ends,
+up to this long after the timestamp they carry."""
 
 
 class RecordedSource:
-    """A MetricsSource that answers from recorded values, fetched in one batch per cycle."""
+    """A MetricsSource that answers from recorded values, read at most once per cycle, or whenever `follow` asks."""
 
     def __init__(self, rules: ManagedRules, direct: MetricsSource, *, metrics: OperatorMetrics) -> None:
         self._rules = rules
         self._direct = direct
         self._metrics = metrics
-        self._batch: _Batch | None = None
         self._lock = asyncio.Lock()
+        self._values: dict[str, tuple[float, float]] = {}
+        """By query key, the value of the group that evaluated last among those recording it, and when it did."""
+        self._read_at: float | None = None
+        self._read_ok_at: float | None = None
+        self._pruned_at = -math.inf
+        self._error: PrometheusUnavailable | QueryError | None = None
+        """Set while the latest read failed: every query fails with it, so a broken Prometheus gets no storm of
+        direct queries."""
+        self._followed: dict[str, float] = {}
+        """SLO key -> when its group of its own interval last evaluated, as read."""
         self._answered: dict[str, tuple[float, Sequence[Sample]]] = {}
         """Direct answers by query key, with the time they answered for."""
 
     async def query(self, expr: str, *, at: datetime) -> Sequence[Sample]:
-        batch = await self._batch_for(at)
-        if batch.error is not None:
-            # A failed batch fails every query of the cycle: a broken Prometheus gets no direct-query storm.
-            raise batch.error.copy()
+        max_age = self._rules.shortest_interval or 0
+        async with self._lock:
+            # A pass that started just before the cycle's read uses it too: reading again for it, then again for
+            # the next newer pass, cost one read per straggler (115 queries per cycle at 5,000 SLOs, not 2).
+            if self._read_at is None or abs(at.timestamp() - self._read_at) >= max_age:
+                await self._read(at)
+        if self._error is not None:
+            raise self._error.copy()
         key = query_key(expr)
-        recorded = batch.values.get(key)
-        if recorded is None:
+        recorded = self._values.get(key)
+        if recorded is None or not self._is_fresh(key, recorded[1], at.timestamp()):
             return await self._answer_directly(expr, key=key, at=at)
         self._metrics.recorded_reads.labels(source=RecordedRead.RECORDED.value).inc()
-        if recorded == -math.inf:
+        if recorded[0] == -math.inf:
             return []
-        return [Sample(labels={}, value=recorded, timestamp=at.timestamp())]
+        return [Sample(labels={}, value=recorded[0], timestamp=at.timestamp())]
+
+    async def follow(self, at: datetime) -> list[str]:
+        """Read what the groups recorded since the previous read; return the SLOs whose group of their own
+        interval evaluated since then, whose pass can now run on values at most this read's age old."""
+        async with self._lock:
+            return await self._read(at)
 
     async def _answer_directly(self, expr: str, *, key: str, at: datetime) -> Sequence[Sample]:
         period = self._rules.period_of(key) or 0
@@ -221,51 +263,96 @@ class RecordedSource:
         self._answered[key] = (at.timestamp(), samples)
         return samples
 
-    async def _batch_for(self, at: datetime) -> _Batch:
-        max_age = self._rules.shortest_interval or 0
-        async with self._lock:
-            batch = self._batch
-            # A pass that started just before the batch was fetched uses it too: refetching for it, then again for
-            # the next newer pass, cost one batch per straggler (115 queries per cycle at 5,000 SLOs, not 2).
-            if batch is None or abs(at.timestamp() - batch.at) >= max_age:
-                batch = self._batch = await self._fetch(at)
-                self._forget_old_answers(at.timestamp())
-            return batch
+    async def _read(self, at: datetime) -> list[str]:
+        now = at.timestamp()
+        self._read_at = now
+        periods = self._rules.periods
+        if not periods:
+            # The last SLO went while one of its evaluations ran: nothing is recorded for it any more.
+            self._values.clear()
+            self._error = None
+            return []
+        previous = self._read_ok_at
+        # After a first full read, only what the groups recorded since the last read: decoding every SLO's values
+        # at once was the largest transient allocation of a cycle, and a value that stops coming expires by age.
+        since = (
+            previous - LATE_GROUP_GRACE
+            if previous is not None and 0 <= now - previous < 2 * max(periods) and self._values
+            else None
+        )
+        values: Sequence[Sample]
+        evaluated: Sequence[Sample]
+        try:
+            if since is not None:
+                samples = await self._direct.query(_recorded_since(now - since), at=at)
+                values = [sample for sample in samples if QUERY_LABEL in sample.labels]
+                evaluated = [sample for sample in samples if QUERY_LABEL not in sample.labels]
+            else:
+                values, evaluated = await query_all(
+                    self._direct, [_fresh(VALUE_RECORD, periods), _fresh(EVALUATED_RECORD, periods)], at=at
+                )
+        except PrometheusUnavailable as error:
+            self._error = error
+            return []
+        except QueryError as error:
+            # Prometheus refused the operator's own read, not an SLO's query: no SLO is marked QueryRejected for it.
+            self._error = QueryError(f"reading the recorded values: {error}", status=error.status)
+            return []
+        self._error = None
+        self._read_ok_at = now
+        if since is None:
+            self._values = {}
+        if since is None or now - self._pruned_at >= (self._rules.shortest_interval or 0):
+            self._forget_old(now)
+        return self._take(values, evaluated, since=since)
 
-    def _forget_old_answers(self, now: float) -> None:
-        """Keeps the direct answers bounded by the queries of the SLOs still evaluated."""
+    def _take(self, values: Iterable[Sample], evaluated: Iterable[Sample], *, since: float | None) -> list[str]:
+        evaluated_at = {_group_of(sample.labels): sample.value for sample in evaluated}
+        # Resolved once per read: SLOs sharing a query (125 per query in the benchmark) would otherwise compare
+        # their groups at every lookup. A value read since the last read without its group's time (read while the
+        # group ran) is at least that new.
+        unknown = -math.inf if since is None else since
+        for sample in values:
+            key = sample.labels.get(QUERY_LABEL, "")
+            when = evaluated_at.get(_group_of(sample.labels), unknown)
+            current = self._values.get(key)
+            if current is None or when > current[1]:
+                self._values[key] = (sample.value, when)
+        fresh = []
+        for (namespace, name, period), when in evaluated_at.items():
+            slo = f"{namespace}/{name}"
+            interval = self._rules.interval_of(slo)
+            if interval is None or period != format_duration(interval):
+                continue
+            # The first read sees every group's last evaluation at once: running all their passes then would burst.
+            if since is not None and when > self._followed.get(slo, -math.inf):
+                fresh.append(slo)
+            self._followed[slo] = when
+        return fresh
+
+    def _forget_old(self, now: float) -> None:
+        """Keeps what is remembered bounded by the queries of the SLOs still evaluated."""
+        self._pruned_at = now
         for key, (answered_at, _) in list(self._answered.items()):
             period = self._rules.period_of(key)
             if period is None or now - answered_at >= period:
                 del self._answered[key]
+        for key in [key for key, (_, when) in self._values.items() if not self._is_fresh(key, when, now)]:
+            del self._values[key]
+        for slo in [slo for slo in self._followed if self._rules.interval_of(slo) is None]:
+            del self._followed[slo]
 
-    async def _fetch(self, at: datetime) -> _Batch:
-        batch = _Batch(at=at.timestamp())
-        periods = self._rules.periods
-        if not periods:
-            # The last SLO went while one of its evaluations ran: nothing is recorded for it any more.
-            return batch
-        try:
-            values, evaluated = await query_all(
-                self._direct, [_fresh(VALUE_RECORD, periods), _fresh(EVALUATED_RECORD, periods)], at=at
-            )
-        except PrometheusUnavailable as error:
-            batch.error = error
-            return batch
-        except QueryError as error:
-            # Prometheus refused the operator's own read, not an SLO's query: no SLO is marked QueryRejected for it.
-            batch.error = QueryError(f"reading the recorded values: {error}", status=error.status)
-            return batch
-        evaluated_at = {_group_of(sample.labels): sample.value for sample in evaluated}
-        # Resolved once per batch: SLOs sharing a query (125 per query in the benchmark) would otherwise compare
-        # their groups at every lookup.
-        newest: dict[str, float] = {}
-        for sample in values:
-            key = sample.labels.get(QUERY_LABEL, "")
-            when = evaluated_at.get(_group_of(sample.labels), -math.inf)
-            if key not in batch.values or when > newest[key]:
-                batch.values[key], newest[key] = sample.value, when
-        return batch
+    def _is_fresh(self, key: str, when: float, now: float) -> bool:
+        """Whether a value its group recorded at `when` is at most two of the group's periods old: one that is
+        older stopped coming (its rule fails, or its group no longer runs)."""
+        period = self._rules.period_of(key)
+        return period is not None and now - when < 2 * period
+
+
+def _recorded_since(seconds: float) -> str:
+    """Every value and evaluation time recorded in the last `seconds`: only the groups that ran since."""
+    window = f"{math.ceil(seconds * 1000)}ms"
+    return f"last_over_time({VALUE_RECORD}[{window}]) or last_over_time({EVALUATED_RECORD}[{window}])"
 
 
 def _fresh(record: str, periods: Iterable[int]) -> str:

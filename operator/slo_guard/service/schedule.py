@@ -44,6 +44,10 @@ class _Entry:
     anchor: float
     interval: float
     previous_start: float | None = None
+    due: float = -math.inf
+    """The due time of its one live heap item; the others were superseded by `run_now`."""
+    again: bool = False
+    """`run_now` was called while its pass ran: run once more when that pass ends."""
 
 
 class PassScheduler:
@@ -91,6 +95,20 @@ class PassScheduler:
         self._heartbeats.beat(key, interval=interval, now=now)
         self._push(entry.anchor, key, entry)
 
+    def run_now(self, key: str, *, slack: float) -> None:
+        """Start the SLO's pass now, because data it waited for has just arrived, and put its next slot one
+        interval plus `slack` later: that data's next arrival, not the SLO's phase, paces it from then on, and the
+        slot only runs when the data stops coming."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        now = self._clock()
+        entry.anchor = now + entry.interval + slack
+        if key in self._in_flight:
+            entry.again = True
+        elif entry.due > now:
+            self._push(now, key, entry)
+
     def remove(self, key: str) -> None:
         """No pass starts for this SLO from now on; one in flight runs to its end (see `drain`)."""
         if self._entries.pop(key, None) is not None:
@@ -107,9 +125,9 @@ class PassScheduler:
         while True:
             now = self._clock()
             while self._due and self._due[0][0] <= now:
-                _, _, key, entry = heapq.heappop(self._due)
-                if self._entries.get(key) is not entry:
-                    continue  # removed, or removed and added again (its new entry has a heap item of its own)
+                due, _, key, entry = heapq.heappop(self._due)
+                if self._entries.get(key) is not entry or due != entry.due:
+                    continue  # removed, re-added (its new entry has a heap item of its own), or run_now superseded it
                 await self._slots.acquire()
                 self._in_flight[key] = asyncio.create_task(self._pass(key, entry), name=f"slo-guard-pass {key}")
             self._changed.clear()
@@ -145,8 +163,11 @@ class PassScheduler:
             if self._entries.get(key) is entry:
                 now = self._clock()
                 self._heartbeats.beat(key, interval=entry.interval, now=now)
-                self._push(next_slot(now=now, anchor=entry.anchor, interval=entry.interval), key, entry)
+                due = now if entry.again else next_slot(now=now, anchor=entry.anchor, interval=entry.interval)
+                entry.again = False
+                self._push(due, key, entry)
 
     def _push(self, due: float, key: str, entry: _Entry) -> None:
+        entry.due = due
         heapq.heappush(self._due, (due, next(self._order), key, entry))
         self._changed.set()

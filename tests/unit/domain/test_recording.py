@@ -74,9 +74,10 @@ def test_every_query_an_evaluation_sends_is_recorded_once_at_its_windows_period(
     assert [group["interval"] for group in groups] == ["30s", "2m", "6m", "1h"]
 
 
-def test_each_group_records_when_it_ran_and_answers_even_without_data() -> None:
+def test_each_group_records_when_it_ran_last_and_answers_even_without_data() -> None:
+    """Last, so that a group's time readable means every value of that evaluation is readable too."""
     for group in managed_rule_groups(slo()):
-        heartbeat, *values = group["rules"]
+        *values, heartbeat = group["rules"]
         assert heartbeat == {
             "record": EVALUATED_RECORD,
             "expr": "vector(time())",

@@ -153,3 +153,37 @@ async def test_liveness_sees_an_slo_whose_passes_stopped_coming() -> None:
         waiting = {"shop/first", "shop/second"} - set(started)
         assert heartbeats.stalled(now=time.monotonic()) == sorted(waiting)
         gate.set()
+
+
+async def test_run_now_starts_the_pass_at_once_and_paces_the_next_from_then_without_a_second_pass() -> None:
+    """What rules mode relies on: the read bringing an SLO's fresh values runs its pass, and its old slot does not."""
+    recorder = Recorder()
+    interval, slack = 0.6, 0.2
+    key = "shop/followed"
+    async with running(recorder) as (scheduler, _, _):
+        scheduler.add(key, interval=interval)
+        await asyncio.sleep(phase_offset(key, interval) + 0.05)
+        assert len(recorder.starts[key]) == 1, "the first pass at its phase"
+        await asyncio.sleep(0.1)
+        called = time.monotonic()
+        scheduler.run_now(key, slack=slack)
+        scheduler.run_now(key, slack=slack)
+        await asyncio.sleep(interval + slack - 0.1)
+        starts = [start - called for start in recorder.starts[key][1:]]
+        assert len(starts) == 1, "one pass for both calls; the slot of its old phase was superseded"
+        assert starts[0] == pytest.approx(0, abs=0.05)
+        await asyncio.sleep(0.2)
+    assert recorder.starts[key][2] - called == pytest.approx(interval + slack, abs=0.05), "the fallback slot"
+
+
+async def test_run_now_during_a_pass_runs_one_more_pass_right_after_it() -> None:
+    recorder = Recorder(duration=0.2)
+    key = "shop/busy"
+    async with running(recorder) as (scheduler, _, _):
+        scheduler.add(key, interval=5.0)
+        await asyncio.sleep(phase_offset(key, 5.0) + 0.05)
+        scheduler.run_now(key, slack=1.0)
+        scheduler.run_now(key, slack=1.0)
+        await asyncio.sleep(0.5)
+    assert len(recorder.starts[key]) == 2, "the values that came during the pass get a pass of their own, once"
+    assert recorder.starts[key][1] == pytest.approx(recorder.ends[key][0], abs=0.05)
