@@ -183,7 +183,7 @@ async def test_vmalert_runs_the_rule_file_and_the_recorded_values_are_what_victo
         assert recorded.newest_sample_age < 5
 
 
-async def test_two_queries_per_cycle_read_every_slo(world: World, client: PrometheusClient) -> None:
+async def test_one_query_per_cycle_reads_every_slo(world: World, client: PrometheusClient) -> None:
     slos = [objective(f"many-{index}", world.services[index % len(world.services)]) for index in range(30)]
     _, source = await write_rules(world, client, slos)
     await wait_until_recorded(world, source, slos)
@@ -191,7 +191,7 @@ async def test_two_queries_per_cycle_read_every_slo(world: World, client: Promet
     sent = world.queries_sent()
     at = datetime.now(UTC)
     await asyncio.gather(*(measure(slo, source, at=at, settings=SETTINGS) for slo in slos))
-    assert world.queries_sent() - sent == 2
+    assert world.queries_sent() - sent == 1, "what vmalert recorded since the last read, for all 30 SLOs"
 
 
 async def test_an_absent_series_is_recorded_as_minus_infinity_and_read_back_as_absent(

@@ -223,6 +223,9 @@ class RecordedSource:
         self._error: PrometheusUnavailable | QueryError | None = None
         """Set while the latest read failed: every query fails with it, so a broken Prometheus gets no storm of
         direct queries."""
+        self._lag = 0.0
+        """How far behind the read's time the newest evaluation it saw was: VictoriaMetrics answers as of 30 s ago
+        by default, and a value's age counts from what the backend can show, as `last_over_time` at `now` does."""
         self._followed: dict[str, float] = {}
         """SLO key -> when its group of its own interval last evaluated, as read."""
         self._answered: dict[str, tuple[float, Sequence[Sample]]] = {}
@@ -304,10 +307,14 @@ class RecordedSource:
             self._values = {}
         if since is None or now - self._pruned_at >= (self._rules.shortest_interval or 0):
             self._forget_old(now)
-        return self._take(values, evaluated, since=since)
+        return self._take(values, evaluated, since=since, now=now)
 
-    def _take(self, values: Iterable[Sample], evaluated: Iterable[Sample], *, since: float | None) -> list[str]:
+    def _take(
+        self, values: Iterable[Sample], evaluated: Iterable[Sample], *, since: float | None, now: float
+    ) -> list[str]:
         evaluated_at = {_group_of(sample.labels): sample.value for sample in evaluated}
+        if evaluated_at:
+            self._lag = max(0.0, now - max(evaluated_at.values()))
         # Resolved once per read: SLOs sharing a query (125 per query in the benchmark) would otherwise compare
         # their groups at every lookup. A value read since the last read without its group's time (read while the
         # group ran) is at least that new.
@@ -346,7 +353,7 @@ class RecordedSource:
         """Whether a value its group recorded at `when` is at most two of the group's periods old: one that is
         older stopped coming (its rule fails, or its group no longer runs)."""
         period = self._rules.period_of(key)
-        return period is not None and now - when < 2 * period
+        return period is not None and now - self._lag - when < 2 * period
 
 
 def _recorded_since(seconds: float) -> str:
