@@ -26,6 +26,7 @@ from slo_guard.adapters.slo_status import SLOStatusStore, list_slo_keys
 from slo_guard.adapters.workloads import KubernetesWorkloads
 from slo_guard.domain.durations import DurationError, parse_duration
 from slo_guard.handlers.gate_server import AdmissionServer, GateServer
+from slo_guard.handlers.heap import trim_heap_forever
 from slo_guard.handlers.peering import paused_by_peers
 from slo_guard.handlers.probes import ProbeServer
 from slo_guard.handlers.ui_server import UIServer
@@ -80,6 +81,8 @@ FINALIZER_WAIT = 2.0
 """Seconds between looks, on a replica not owning a deleted SLO, at whether its owner has finalized it."""
 PASS_GRACE_AT_EXIT = 10.0
 """Seconds the passes in flight get to end when the process stops (every call in them has a timeout)."""
+HEAP_TRIM_EVERY = 60.0
+"""Seconds between returns of freed heap memory to the OS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,7 @@ class Runtime:
         self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
         self._recorded_follow: asyncio.Task[None] | None = None
+        self._heap_trim: asyncio.Task[None] | None = None
         self._peering_check: asyncio.Task[None] | None = None
         self._first_listing: asyncio.Task[None] | None = None
         metrics_source: MetricsSource = self._prometheus
@@ -392,6 +396,7 @@ class Runtime:
                 await server.start()
         if not self.config.standalone:
             self._peering_check = asyncio.create_task(self._check_peering(), name="slo-guard-peering-check")
+        self._heap_trim = asyncio.create_task(trim_heap_forever(HEAP_TRIM_EVERY), name="slo-guard-heap-trim")
         if self._rule_sink is not None:
             self._rule_sync = asyncio.create_task(
                 sync_rules_forever(
@@ -427,6 +432,7 @@ class Runtime:
             self._scheduling,
             self._rule_sync,
             self._recorded_follow,
+            self._heap_trim,
             self._peering_check,
             self._first_listing,
         ):
