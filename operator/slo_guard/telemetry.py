@@ -198,6 +198,17 @@ class OperatorMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.recorded_late_evaluations = Counter(
+            "slo_guard_recorded_late_evaluations",
+            "Rule group evaluations that became readable more than a second after their timestamp (a busy "
+            "Prometheus): found because reads look back for every evaluation due.",
+            registry=self.registry,
+        )
+        self.recorded_read_lookback = Gauge(
+            "slo_guard_recorded_read_lookback_seconds",
+            "How far before the previous read the latest read of recorded values looked back.",
+            registry=self.registry,
+        )
         self.rule_syncs = Counter(
             "slo_guard_rule_syncs",
             "Writes of the managed recording rules, by result (success or failure).",
