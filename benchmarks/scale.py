@@ -491,6 +491,11 @@ def _measure(
         for source in ("recorded", "direct", "reused")
     }
     answered = math.fsum(reads.values())
+    if mode == "ours":
+        late = (all_after.value("slo_guard_recorded_late_evaluations_total") or 0.0) - (
+            all_before.value("slo_guard_recorded_late_evaluations_total") or 0.0
+        )
+        print(f"rule group evaluations read over a second late: {late / args.cycles:.1f} per cycle", flush=True)
     recorded_share = reads["recorded"] / answered if mode == "ours" and answered else None
     return Row(
         size=size,
