@@ -44,7 +44,6 @@ from slo_guard.service.health import EvaluationHeartbeats
 from slo_guard.service.ports import KubernetesUnavailable, MetricsSource, ObjectRef, OwnershipLost
 from slo_guard.service.reconcile import Outcome, Reconciler, ReconcilerSettings, slo_ref
 from slo_guard.service.recorded import (
-    LATE_GROUP_GRACE,
     ManagedRules,
     RecordedSource,
     follow_recorded_forever,
@@ -574,10 +573,11 @@ class Runtime:
         self.slo_bodies.pop(key, None)
         self.metrics.forget_slo(namespace=ref.namespace, name=ref.name)
 
-    def _run_fresh(self, key: str) -> None:
-        # Its next slot waits two reads longer than the interval, so the next read that brings its group's values
-        # runs the pass, not a slot just before it on values one interval old.
-        self.scheduler.run_now(key, slack=2 * self.config.rules_read_every + LATE_GROUP_GRACE)
+    def _run_fresh(self, key: str, lateness_allowed: float) -> None:
+        # Its next slot waits two reads and the groups' recent lateness longer than the interval, so the next read
+        # that brings its group's values runs the pass, not a slot just before it on values one interval old (on a
+        # busy Prometheus that ran a quarter of the passes twice).
+        self.scheduler.run_now(key, slack=2 * self.config.rules_read_every + lateness_allowed)
 
     async def _run_pass(self, key: str) -> None:
         body = self.slo_bodies.get(key)

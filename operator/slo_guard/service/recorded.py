@@ -154,8 +154,11 @@ class ManagedRules:
         return max(self._intervals, default=None)
 
 
-async def follow_recorded_forever(source: RecordedSource, on_fresh: Callable[[str], None], *, every: float) -> None:
-    """Read what the groups recorded every `every` seconds; hand each SLO whose group just ran to `on_fresh`.
+async def follow_recorded_forever(
+    source: RecordedSource, on_fresh: Callable[[str, float], None], *, every: float
+) -> None:
+    """Read what the groups recorded every `every` seconds; hand each SLO whose group just ran to `on_fresh`,
+    with the seconds its group's next run may be read late (`RecordedSource.lateness_allowed`).
 
     An SLO's pass then runs on values at most `every` seconds older than its group's evaluation, instead of
     waiting for the next cycle's read and then for its own phase: that made the reaction up to three intervals.
@@ -170,7 +173,7 @@ async def follow_recorded_forever(source: RecordedSource, on_fresh: Callable[[st
             logger.exception("following the recorded values failed")
             fresh = []
         for key in fresh:
-            on_fresh(key)
+            on_fresh(key, source.lateness_allowed)
         await asyncio.sleep(max(0.0, every - (loop.time() - started)))
 
 
@@ -258,6 +261,11 @@ class RecordedSource:
         """SLOs whose group's new values a read for a pass brought: `follow` hands them over next."""
         self._answered: dict[str, tuple[float, Sequence[Sample]]] = {}
         """Direct answers by query key, with the time they answered for."""
+
+    @property
+    def lateness_allowed(self) -> float:
+        """Seconds after its timestamp a group's evaluation may still be read: groups run that late lately."""
+        return self._grace
 
     async def query(self, expr: str, *, at: datetime) -> Sequence[Sample]:
         max_age = self._rules.shortest_interval or 0
