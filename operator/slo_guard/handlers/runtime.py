@@ -71,6 +71,9 @@ PEERING_FOLLOW_EVERY = 2.0
 UI_QUERY_CONCURRENCY = 2
 """Range queries the web UI may have in flight at once, whatever evaluation's own bound is."""
 UI_BREAKER = "prometheus-ui"
+LATE_SLOT_SHARE = 0.1
+"""In rules mode, the share of its interval an SLO's slot may wait for its group's late values: the spacing
+target is at most 1.1 intervals."""
 MAX_PASSES_IN_FLIGHT = 256
 """Passes running at once; the Prometheus and Kubernetes bulkheads bound their calls further."""
 LEASE_CONCURRENCY = 2
@@ -576,8 +579,11 @@ class Runtime:
     def _run_fresh(self, key: str, lateness_allowed: float) -> None:
         # Its next slot waits two reads and the groups' recent lateness longer than the interval, so the next read
         # that brings its group's values runs the pass, not a slot just before it on values one interval old (on a
-        # busy Prometheus that ran a quarter of the passes twice).
-        self.scheduler.run_now(key, slack=2 * self.config.rules_read_every + lateness_allowed)
+        # busy Prometheus a fixed 3 s ran a quarter of the passes twice). Waiting for all the lateness let an SLO
+        # whose group skipped a run go two intervals without a pass: a tenth of the interval is the most.
+        interval = self.rules.interval_of(key) or 0
+        late = min(lateness_allowed, LATE_SLOT_SHARE * interval)
+        self.scheduler.run_now(key, slack=2 * self.config.rules_read_every + late)
 
     async def _run_pass(self, key: str) -> None:
         body = self.slo_bodies.get(key)
