@@ -200,8 +200,8 @@ class OperatorMetrics:
         )
         self.recorded_late_evaluations = Counter(
             "slo_guard_recorded_late_evaluations",
-            "Rule group evaluations that became readable more than a second after their timestamp (a busy "
-            "Prometheus): found because reads look back for every evaluation due.",
+            "Rule group evaluations read although they became readable over a second after their timestamp (a "
+            "busy Prometheus): reads look further back while groups run late.",
             registry=self.registry,
         )
         self.recorded_read_lookback = Gauge(

@@ -30,6 +30,7 @@ from slo_guard.domain.recording import (
     EVALUATED_RECORD,
     PERIOD_LABEL,
     QUERY_LABEL,
+    SHARD_LABEL,
     VALUE_RECORD,
     measurement_queries,
     query_key,
@@ -40,6 +41,7 @@ from slo_guard.domain.selectors import parse_selector
 from slo_guard.domain.windows import default_tiers
 from slo_guard.service.evaluation import EvaluationSettings, evaluate_objective, measure
 from slo_guard.service.recorded import LATE_GROUP_GRACE, ManagedRules, RecordedSource
+from slo_guard.service.sharding import shard_of
 from slo_guard.telemetry import OperatorMetrics
 
 pytestmark = pytest.mark.prometheus
@@ -239,6 +241,44 @@ async def test_follow_hands_over_each_slo_at_the_first_read_after_its_group_ran_
     assert all(len(runs) >= 3 for runs in handed.values()), "every run of a 1 s group in 4 s, give or take one"
     assert world.reads("direct") == direct_before, "every value came from the reads"
     assert world.queries_sent() - sent == reads, "one query per read, for what was recorded since the last"
+
+
+async def test_a_sharded_replica_reads_back_only_its_shards_and_a_shard_it_takes_is_answered_at_once(
+    world: World, client: PrometheusClient
+) -> None:
+    """Two replicas' rules in Prometheus: each reads only the series of the shards it holds, not every replica's."""
+    slos = [
+        objective(f"sharded-{index}", world.services[index % len(world.services)], also=f',path!="/sharded-{index}"')
+        for index in range(4)
+    ]
+    by_shard = {shard: [slo for slo in slos if shard_of(slo.key, 2) == shard] for shard in (0, 1)}
+    assert all(by_shard.values()), "both shards have SLOs"
+    mine, theirs = ManagedRules(SETTINGS, shards=2), ManagedRules(SETTINGS, shards=2)
+    for shard, rules in ((0, mine), (1, theirs)):
+        for slo in by_shard[shard]:
+            rules.observe(slo)
+    await world.sink.write({**mine.by_slo(), **theirs.by_slo()})
+    held = {0}
+    source = RecordedSource(mine, client, metrics=world.metrics, held_shards=lambda: frozenset(held))
+    await wait_until_recorded(world, source, by_shard[0])
+    await wait_until_recorded(world, RecordedSource(theirs, client, metrics=world.metrics), by_shard[1])
+
+    sent = len(world.proxy.requests)
+    at = datetime.now(UTC)
+    await source.follow(at)
+    [read] = world.query_texts(since=sent)
+    shards_read = {labels[SHARD_LABEL] for labels, _ in world.prometheus.query(read, at=at)}
+    assert shards_read == {"0"}, "the other replica's series are not read, though Prometheus records them"
+
+    # The other replica stops; this one takes shard 1 and its rules, whose series keep their labels.
+    for slo in by_shard[1]:
+        mine.observe(slo)
+    held.add(1)
+    direct_before = world.reads("direct")
+    at = datetime.now(UTC)
+    await source.follow(at)
+    await asyncio.gather(*(measure(slo, source, at=at, settings=SETTINGS) for slo in by_shard[1]))
+    assert world.reads("direct") == direct_before, "what the shard's previous holder recorded answers at once"
 
 
 async def test_queries_per_cycle_do_not_grow_with_the_number_of_slos(world: World, client: PrometheusClient) -> None:

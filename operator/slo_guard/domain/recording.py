@@ -33,6 +33,8 @@ EVALUATED_RECORD = "sloguard_operator:rule_group:evaluated_timestamp"
 """`time()` at each evaluation of a managed group: the age of every value recorded with it."""
 QUERY_LABEL = "query"
 PERIOD_LABEL = "period"
+SHARD_LABEL = "sloguard_shard"
+"""With `--shards N`, the SLO's shard: each replica reads back only the series of the shards it holds."""
 ABSENT = -math.inf
 """Recorded when the query has no result."""
 REFRESH_DIVISOR = 720
@@ -81,15 +83,17 @@ def refresh_period(window: int, *, interval: int) -> int:
     return max(1, steps) * interval
 
 
-def managed_rule_groups(objective: Objective, *, extra: Sequence[LabelMatcher] = ()) -> list[RuleGroup]:
-    """One group per refresh period; the freshness query runs at the SLO's interval."""
+def managed_rule_groups(
+    objective: Objective, *, extra: Sequence[LabelMatcher] = (), shard: int | None = None
+) -> list[RuleGroup]:
+    """One group per refresh period; the freshness query runs at the SLO's interval. `shard` labels every series."""
     interval = objective.evaluation_interval
     queries = measurement_queries(objective, extra=extra)
     by_period: dict[int, list[str]] = {interval: [queries.freshness]}
     for window in queries.windows:
         period = refresh_period(window.window, interval=interval)
         by_period.setdefault(period, []).extend((window.errors, window.total))
-    return [_group(objective, period=period, exprs=exprs) for period, exprs in sorted(by_period.items())]
+    return [_group(objective, period=period, exprs=exprs, shard=shard) for period, exprs in sorted(by_period.items())]
 
 
 def query_periods(groups: Sequence[RuleGroup]) -> dict[str, int]:
@@ -102,9 +106,11 @@ def query_periods(groups: Sequence[RuleGroup]) -> dict[str, int]:
     }
 
 
-def _group(objective: Objective, *, period: int, exprs: Sequence[str]) -> RuleGroup:
+def _group(objective: Objective, *, period: int, exprs: Sequence[str], shard: int | None) -> RuleGroup:
     span = format_duration(period)
     labels = {NAMESPACE_LABEL: objective.namespace, SLO_LABEL: objective.name, PERIOD_LABEL: span}
+    if shard is not None:
+        labels[SHARD_LABEL] = str(shard)
     rules: list[dict[str, Any]] = [
         {
             "record": VALUE_RECORD,

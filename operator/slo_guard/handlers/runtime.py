@@ -219,19 +219,24 @@ class Runtime:
         self._kubernetes = KubernetesApi(
             load_api_client(config.kubernetes, user_agent=self._user_agent), config.kubernetes, metrics=self.metrics
         )
-        self.rules = ManagedRules(config.evaluation)
+        self.rules = ManagedRules(config.evaluation, shards=config.shards)
         self._rule_sink = self._make_rule_sink()
         self._rule_sync: asyncio.Task[None] | None = None
         self._recorded_follow: asyncio.Task[None] | None = None
         self._heap_trim: asyncio.Task[None] | None = None
         self._peering_check: asyncio.Task[None] | None = None
         self._first_listing: asyncio.Task[None] | None = None
+        self.sharding = self._make_sharding()
         metrics_source: MetricsSource = self._prometheus
         self._recorded: RecordedSource | None = None
         if self._rule_sink is not None:
-            metrics_source = self._recorded = RecordedSource(self.rules, self._prometheus, metrics=self.metrics)
+            metrics_source = self._recorded = RecordedSource(
+                self.rules,
+                self._prometheus,
+                metrics=self.metrics,
+                held_shards=self.sharding.held if self.sharding is not None else None,
+            )
         events = KubernetesEvents(self._kubernetes)
-        self.sharding = self._make_sharding()
         self._slo_objects = SLOObjects(self._kubernetes)
         self.reconciler = Reconciler(
             owns=self.owns,

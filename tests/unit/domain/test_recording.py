@@ -14,6 +14,7 @@ from slo_guard.domain.recording import (
     EVALUATED_RECORD,
     PERIOD_LABEL,
     QUERY_LABEL,
+    SHARD_LABEL,
     VALUE_RECORD,
     managed_rule_groups,
     measurement_queries,
@@ -84,6 +85,14 @@ def test_each_group_records_when_it_ran_last_and_answers_even_without_data() -> 
             "labels": {"sloguard_namespace": "shop", "sloguard_slo": "checkout", PERIOD_LABEL: group["interval"]},
         }
         assert all(rule["expr"].endswith(" or on() vector(-Inf)") for rule in values)
+
+
+def test_a_sharded_slos_series_all_carry_its_shard_and_an_unsharded_ones_none() -> None:
+    """With --shards N each replica reads back only its shards' series, and a shard's new holder finds them."""
+    sharded = managed_rule_groups(slo(), shard=3)
+    assert all(rule["labels"][SHARD_LABEL] == "3" for group in sharded for rule in group["rules"])
+    plain = managed_rule_groups(slo())
+    assert not any(SHARD_LABEL in rule["labels"] for group in plain for rule in group["rules"])
 
 
 def test_the_tenant_label_is_part_of_every_recorded_query() -> None:
