@@ -1,10 +1,10 @@
-"""Rule groups that finish late on a busy backend: the following reader must read them late, not miss them.
+"""The following reader in controlled time: groups that finish late, and reads that a pass makes.
 
 A rule group's values carry its evaluation's timestamp but become readable only when the evaluation ends, seconds
 later on a loaded Prometheus. Here the test plays the rule evaluator against a real VictoriaMetrics: it imports a
-group's recorded series with their evaluation timestamp only after the reader has already read past that time,
-which is exactly what a reader sees when a group finishes late. Reads are made at chosen times in the past, so the
-scenario does not depend on this machine's speed.
+group's recorded series with their evaluation timestamp only when the scenario says the evaluation ended, which
+for a late group is after the reader has already read past that time. Reads are made at chosen times in the past,
+so the scenarios do not depend on this machine's speed.
 """
 
 from __future__ import annotations
@@ -44,9 +44,14 @@ def victoriametrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victor
 
 
 @pytest.fixture
-async def client(victoriametrics: VictoriaMetricsServer) -> AsyncIterator[PrometheusClient]:
+def metrics() -> OperatorMetrics:
+    return OperatorMetrics()
+
+
+@pytest.fixture
+async def client(victoriametrics: VictoriaMetricsServer, metrics: OperatorMetrics) -> AsyncIterator[PrometheusClient]:
     settings = PrometheusSettings(url=victoriametrics.url, timeout=5, retries=1, backoff_base=0.05, backoff_max=0.1)
-    async with PrometheusClient(settings, metrics=OperatorMetrics()) as prometheus:
+    async with PrometheusClient(settings, metrics=metrics) as prometheus:
         yield prometheus
 
 
@@ -68,10 +73,12 @@ def objective(name: str) -> Objective:
 class Reader:
     """A RecordedSource over its own rules, and the one who evaluates those rules, late or on time."""
 
-    def __init__(self, victoriametrics: VictoriaMetricsServer, client: PrometheusClient) -> None:
+    def __init__(
+        self, victoriametrics: VictoriaMetricsServer, client: PrometheusClient, metrics: OperatorMetrics
+    ) -> None:
         self.victoriametrics = victoriametrics
         self.rules = ManagedRules(SETTINGS)
-        self.metrics = OperatorMetrics()
+        self.metrics = metrics
         self.source = RecordedSource(self.rules, client, metrics=self.metrics)
 
     def manage(self, *slos: Objective) -> None:
@@ -114,6 +121,10 @@ class Reader:
     def reads(self, source: str) -> float:
         return self.metrics.recorded_reads.labels(source=source)._value.get()
 
+    def queries(self) -> float:
+        """Queries answered by the backend, the reads' and any direct one's."""
+        return self.metrics.prometheus_requests.labels(outcome="success")._value.get()
+
     def late(self) -> float:
         return self.metrics.recorded_late_evaluations._value.get()
 
@@ -144,11 +155,11 @@ async def started(reader: Reader, *slos: Objective) -> float:
 
 
 async def test_as_groups_finish_later_reads_look_further_back_and_miss_no_run(
-    victoriametrics: VictoriaMetricsServer, client: PrometheusClient
+    victoriametrics: VictoriaMetricsServer, client: PrometheusClient, metrics: OperatorMetrics
 ) -> None:
     """A read first sees a group 0.8 s late; a new SLO's first run, 1.4 s late, is then read too, not missed."""
     late, new, busy = objective("late-group"), objective("new-slo"), objective("busy")
-    reader = Reader(victoriametrics, client)
+    reader = Reader(victoriametrics, client, metrics)
     ran = await started(reader, late, busy) + INTERVAL
 
     assert late.key not in await reader.follow_each_second(ran + 0.3, ran + 1.3, busy=busy)
@@ -169,3 +180,21 @@ async def test_as_groups_finish_later_reads_look_further_back_and_miss_no_run(
     assert reader.late() == 1, "slo_guard_recorded_late_evaluations_total counts it"
     # Its SLO's fallback slot waits for this much lateness too: a next run as late is read before the slot.
     assert reader.source.lateness_allowed >= 2 * 1.4
+
+
+async def test_a_read_a_pass_makes_hands_the_slos_it_brought_to_the_next_follow(
+    victoriametrics: VictoriaMetricsServer, client: PrometheusClient, metrics: OperatorMetrics
+) -> None:
+    """When the follow loop has not read for an interval, a pass reads; the SLOs whose groups that read brought
+    must still get their pass at the next follow, not wait for their fallback slot an interval later."""
+    waiting, busy = objective("waiting"), objective("busy-too")
+    reader = Reader(victoriametrics, client, metrics)
+    ran = await started(reader, waiting, busy) + INTERVAL
+    reader.evaluate(waiting, at=ran, errors=30.0, only_interval_group=True)
+
+    # No follow for a whole interval: busy's pass reads, and that read brings waiting's new run.
+    before = reader.queries()
+    assert await interval_ratio(reader, busy, at=ran + 0.5) == pytest.approx(0.01)
+    assert reader.queries() - before == 1, "the pass read what was recorded since the last read"
+    assert waiting.key in await reader.follow(ran + 1.0), "handed over at the next follow"
+    assert waiting.key not in await reader.follow(ran + 2.0), "once"
