@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slo_guard.domain.durations import format_duration, parse_duration
-from slo_guard.domain.model import Objective
+from slo_guard.domain.model import LabelMatcher, MatchOp, Objective, Selector
 from slo_guard.domain.recording import (
     EVALUATED_RECORD,
     PERIOD_LABEL,
@@ -36,6 +36,7 @@ from slo_guard.domain.recording import (
     query_periods,
 )
 from slo_guard.domain.rules import NAMESPACE_LABEL, SLO_LABEL
+from slo_guard.domain.selectors import render_selector
 from slo_guard.service.evaluation import EvaluationSettings, query_all, tenant_matchers
 from slo_guard.service.ports import MetricsSource, PrometheusUnavailable, QueryError, RuleSink, Sample
 from slo_guard.service.sharding import shard_of
@@ -320,7 +321,7 @@ class RecordedSource:
             return []
         previous = self._read_ok_at
         shards = self._held_shards() if self._held_shards is not None else None
-        matcher = _shard_matcher(shards)
+        matchers = _shard_matchers(shards)
         # After a first full read, only what the groups recorded since the last read: decoding every SLO's values
         # at once was the largest transient allocation of a cycle, and a value that stops coming expires by age.
         since: float | None = None
@@ -339,13 +340,13 @@ class RecordedSource:
         evaluated: Sequence[Sample]
         try:
             if since is not None:
-                samples = await self._direct.query(_recorded_since(now - since, matcher), at=at)
+                samples = await self._direct.query(_recorded_since(now - since, matchers), at=at)
                 values = [sample for sample in samples if QUERY_LABEL in sample.labels]
                 evaluated = [sample for sample in samples if QUERY_LABEL not in sample.labels]
             else:
                 values, evaluated = await query_all(
                     self._direct,
-                    [_fresh(VALUE_RECORD, periods, matcher), _fresh(EVALUATED_RECORD, periods, matcher)],
+                    [_fresh(VALUE_RECORD, periods, matchers), _fresh(EVALUATED_RECORD, periods, matchers)],
                     at=at,
                 )
         except PrometheusUnavailable as error:
@@ -426,32 +427,39 @@ class RecordedSource:
         return period is not None and now - self._lag - when < 2 * period
 
 
-def _shard_matcher(shards: frozenset[int] | None) -> str:
-    """The label matcher for the series of these shards ("" for all: not sharded)."""
+def _shard_matchers(shards: frozenset[int] | None) -> tuple[LabelMatcher, ...]:
+    """The matcher for the series of these shards (none when not sharded)."""
     if shards is None:
-        return ""
+        return ()
     # No shard held: a value no shard label has, so the read stays one valid query that matches nothing.
-    return f'{SHARD_LABEL}=~"{"|".join(str(shard) for shard in sorted(shards)) or "none"}"'
+    pattern = "|".join(str(shard) for shard in sorted(shards)) or "none"
+    return (LabelMatcher(SHARD_LABEL, MatchOp.REGEX, pattern),)
 
 
-def _recorded_since(seconds: float, matcher: str) -> str:
+def _recorded_since(seconds: float, matchers: tuple[LabelMatcher, ...]) -> str:
     """Every value and evaluation time recorded in the last `seconds`: only the groups that ran since."""
     window = f"{math.ceil(seconds * 1000)}ms"
-    values, evaluated = (f"{record}{{{matcher}}}" if matcher else record for record in (VALUE_RECORD, EVALUATED_RECORD))
-    return f"last_over_time({values}[{window}]) or last_over_time({evaluated}[{window}])"
+    return " or ".join(
+        f"last_over_time({render_selector(Selector(record, matchers))}[{window}])"
+        for record in (VALUE_RECORD, EVALUATED_RECORD)
+    )
 
 
-def _fresh(record: str, periods: Iterable[int], matcher: str) -> str:
+def _fresh(record: str, periods: Iterable[int], matchers: tuple[LabelMatcher, ...]) -> str:
     """The latest sample of every `record` series whose own latest sample is at most two of its periods old.
 
     Each series is judged by its own samples: a rule that keeps failing (a timeout, a sample limit) writes
     nothing while the other rules of its group, its `time()` among them, still succeed.
     """
     return " or ".join(
-        f'last_over_time({record}{{{PERIOD_LABEL}="{format_duration(period)}"{"," + matcher if matcher else ""}}}'
+        f"last_over_time({render_selector(Selector(record, (_period_is(period), *matchers)))}"
         f"[{format_duration(2 * period)}])"
         for period in sorted(periods)
     )
+
+
+def _period_is(period: int) -> LabelMatcher:
+    return LabelMatcher(PERIOD_LABEL, MatchOp.EQUAL, format_duration(period))
 
 
 def _group_of(labels: Mapping[str, Any]) -> tuple[str, str, str]:
